@@ -1,0 +1,51 @@
+"""Checks of command-line overrides that Hydra would only answer with a long message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from distill.errors import DistillError, close_matches
+
+#: config groups whose options are files in conf/<group>/
+GROUPS = ("teacher", "student", "loss", "data", "trainer", "experiment")
+#: groups where any torchvision model name is accepted as an option
+MODEL_GROUPS = ("teacher", "student")
+
+
+def group_options(config_dir: Path, group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+
+
+def check_group_overrides(
+    argv: Sequence[str], config_dir: Path, model_names: Callable[[], Sequence[str]]
+) -> list[str]:
+    """Return ``argv`` with model-name shortcuts expanded; raise on unknown options.
+
+    ``teacher=NAME`` for a torchvision model without its own config file
+    becomes ``teacher=torchvision teacher.name=NAME``. An option that is
+    neither raises :class:`DistillError` listing the close matches.
+    """
+    result = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        group = key.removeprefix("override ")
+        if not sep or group not in GROUPS or not value or value == "null":
+            result.append(arg)
+            continue
+        options = group_options(config_dir, group)
+        choices = [v.strip() for v in value.strip("[]").split(",")]
+        unknown = [c for c in choices if c not in options]
+        if not unknown:
+            result.append(arg)
+            continue
+        if group in MODEL_GROUPS and len(choices) == 1 and unknown[0] in model_names():
+            result += [f"{group}=torchvision", f"{group}.name={unknown[0]}"]
+            continue
+        bad = unknown[0]
+        hint = close_matches(bad, [*options, *(model_names() if group in MODEL_GROUPS else [])])
+        raise DistillError(
+            f"unknown {group} '{bad}'{hint}; available: {', '.join(o for o in options if o != 'torchvision')}"
+            + (" or any torchvision classification model name" if group in MODEL_GROUPS else "")
+        )
+    return result

@@ -1,0 +1,125 @@
+"""scikit-learn's handwritten digits: the embedded, offline default data set."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset
+
+from distill.data.tensor_dataset import TensorClassificationDataset
+from distill.errors import DistillError
+
+
+class DigitsDataModule(L.LightningDataModule):
+    """1,797 8×8 grey images of the digits 0–9 (UCI, shipped inside scikit-learn).
+
+    Split once, stratified and seeded, into train/val/test; scaled to [0, 1],
+    standardised with the training split's mean and std, resized to
+    ``image_size`` and repeated to ``channels`` channels so that image models
+    built for RGB input take it as is.
+
+    Args:
+        batch_size: samples per batch (all splits).
+        num_workers: data-loader worker processes (0 loads in the main process).
+        image_size: side of the square images the models see.
+        channels: number of (identical) channels, 3 for ImageNet-style models.
+        val_fraction, test_fraction: shares of the data held out.
+        split_seed: seed of the split (kept apart from the training seed so
+            that runs with different seeds are scored on the same test set).
+        labels: ``False`` yields inputs only, for distillation without labels.
+        with_index: also yield each sample's index within its split.
+    """
+
+    num_classes = 10
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        image_size: int = 32,
+        channels: int = 3,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        split_seed: int = 0,
+        labels: bool = True,
+        with_index: bool = False,
+    ) -> None:
+        super().__init__()
+        if int(batch_size) < 1:
+            raise DistillError(f"data.batch_size must be at least 1, got {batch_size}")
+        if int(num_workers) < 0:
+            raise DistillError(f"data.num_workers must be 0 or more, got {num_workers}")
+        if int(image_size) < 8 or int(channels) < 1:
+            raise DistillError(
+                f"data.image_size must be >= 8 and data.channels >= 1, got {image_size} and {channels}"
+            )
+        if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+            raise DistillError(
+                f"data.val_fraction and data.test_fraction must be in (0, 1) and sum to less than 1, "
+                f"got {val_fraction} and {test_fraction}"
+            )
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.image_size = int(image_size)
+        self.channels = int(channels)
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+        self.labels = labels
+        self.with_index = with_index
+        self.splits: dict[str, Dataset] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        digits = load_digits()
+        images = digits.images.astype(np.float32) / 16.0
+        targets = digits.target.astype(np.int64)
+        indices = np.arange(len(targets))
+        train_idx, rest_idx = train_test_split(
+            indices,
+            test_size=self.val_fraction + self.test_fraction,
+            stratify=targets,
+            random_state=self.split_seed,
+        )
+        val_idx, test_idx = train_test_split(
+            rest_idx,
+            test_size=self.test_fraction / (self.val_fraction + self.test_fraction),
+            stratify=targets[rest_idx],
+            random_state=self.split_seed,
+        )
+        x = torch.from_numpy(images).unsqueeze(1)
+        mean, std = x[train_idx].mean(), x[train_idx].std()
+        x = (x - mean) / std
+        # resized once, up front: the data set is small and the models then read plain tensors
+        x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        x = x.expand(-1, self.channels, -1, -1).contiguous()
+        y = torch.from_numpy(targets)
+        for name, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
+            idx = torch.from_numpy(np.sort(idx))
+            self.splits[name] = TensorClassificationDataset(
+                x[idx], y[idx] if self.labels else None, with_index=self.with_index
+            )
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        self.setup()
+        return DataLoader(
+            self.splits[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

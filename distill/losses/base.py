@@ -1,0 +1,91 @@
+"""The interface every loss term implements."""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+from distill.errors import DistillError
+
+
+@dataclass
+class StepOutputs:
+    """What one forward pass of both models produced, as the loss terms see it.
+
+    ``student`` and ``teacher`` are the models' outputs (logits for
+    classifiers); ``labels`` and ``index`` are ``None`` when the batch has none.
+    """
+
+    student: Tensor
+    teacher: Tensor | None = None
+    labels: Tensor | None = None
+    index: Tensor | None = None
+    student_features: dict[str, Tensor] = field(default_factory=dict)
+    teacher_features: dict[str, Tensor] = field(default_factory=dict)
+
+
+class LossTerm(nn.Module, metaclass=abc.ABCMeta):
+    """One weighted term of the distillation objective.
+
+    Subclasses implement :meth:`compute` and set the class flags that say what
+    the term reads, so the module can check a batch before using it.
+    """
+
+    #: the term reads ``outputs.labels``
+    needs_labels: bool = False
+    #: the term reads the teacher's outputs (False lets training skip the teacher)
+    needs_teacher: bool = True
+    #: the term compares student and teacher outputs element by element
+    compares_outputs: bool = False
+
+    def __init__(self, weight: float = 1.0) -> None:
+        super().__init__()
+        weight = float(weight)
+        if not math.isfinite(weight) or weight < 0:
+            raise DistillError(
+                f"{type(self).__name__}: weight must be a finite number >= 0, got {weight}; "
+                "set e.g. weight=0.5 (use 0 to switch the term off)"
+            )
+        self.weight = weight
+
+    @abc.abstractmethod
+    def compute(self, outputs: StepOutputs) -> Tensor:
+        """Return the unweighted scalar value of the term."""
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by the module as each training epoch starts (for schedules such as warm-ups)."""
+
+    def forward(self, outputs: StepOutputs) -> Tensor:
+        return self.compute(outputs)
+
+    def extra_repr(self) -> str:
+        return f"weight={self.weight}"
+
+
+def check_temperature(temperature: float, owner: str) -> float:
+    """Validate a softmax temperature (finite and > 0)."""
+    temperature = float(temperature)
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise DistillError(
+            f"{owner}: temperature must be a finite number > 0, got {temperature}; "
+            "typical values are 1 to 8 (e.g. temperature=4)"
+        )
+    return temperature
+
+
+def require_teacher(outputs: StepOutputs, owner: str) -> Tensor:
+    if outputs.teacher is None:
+        raise DistillError(f"{owner} needs the teacher's outputs, but none were computed")
+    return outputs.teacher
+
+
+def require_labels(outputs: StepOutputs, owner: str) -> Tensor:
+    if outputs.labels is None:
+        raise DistillError(
+            f"loss term {owner} needs labels, but the batch has none; "
+            "remove the term (e.g. ~loss.ce) or use labelled data"
+        )
+    return outputs.labels

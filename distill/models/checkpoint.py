@@ -1,0 +1,95 @@
+"""Load model weights from a plain state_dict or a Lightning checkpoint, safely."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from distill.errors import DistillError
+
+# prefixes under which distill's Lightning modules keep the model they train
+_MODEL_PREFIXES = ("student.", "model.", "module.")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Read a state_dict from ``path`` with ``torch.load(weights_only=True)``.
+
+    A Lightning checkpoint's ``state_dict`` entry is taken as is; use
+    :func:`load_weights` to fit it to a model.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DistillError(f"checkpoint not found: {path}; check the path (it is read relative to the launch directory)")
+    if path.stat().st_size == 0:
+        raise DistillError(f"checkpoint {path} is empty (0 bytes); the run that wrote it was probably killed, use another file")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise DistillError(
+            f"checkpoint {path} holds objects other than tensors and plain containers, which "
+            f"distill does not unpickle because that can run arbitrary code ({_first_line(error)}); "
+            "save model.state_dict() instead"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
+        raise DistillError(
+            f"checkpoint {path} cannot be read: it is truncated, corrupt or not a PyTorch file ({_first_line(error)})"
+        ) from None
+    if isinstance(content, dict) and isinstance(content.get("state_dict"), dict):
+        content = content["state_dict"]
+    if not isinstance(content, dict) or not all(isinstance(v, Tensor) for v in content.values()):
+        raise DistillError(
+            f"checkpoint {path} is not a state_dict (a mapping of names to tensors) nor a Lightning "
+            "checkpoint; save model.state_dict()"
+        )
+    return content
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load the weights in ``path`` into ``model`` and return it.
+
+    Accepts the model's own ``state_dict`` and Lightning checkpoints written by
+    distill (whose keys start with ``student.`` or ``model.``).
+    """
+    state = _strip_prefix(read_state_dict(path), set(model.state_dict()))
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or mismatched:
+        problems = []
+        if mismatched:
+            problems.append(f"{len(mismatched)} shape mismatch(es), e.g. {mismatched[0]}")
+        if missing:
+            problems.append(f"{len(missing)} missing key(s), e.g. {missing[0]}")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[0]}")
+        raise DistillError(
+            f"checkpoint {path} does not fit {type(model).__name__}: {'; '.join(problems)}; "
+            "check the model name and num_classes it was trained with"
+        )
+    model.load_state_dict(state)
+    return model
+
+
+def _strip_prefix(state: dict[str, Tensor], wanted: set[str]) -> dict[str, Tensor]:
+    if set(state) & wanted:
+        return state
+    for prefix in _MODEL_PREFIXES:
+        stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if set(stripped) & wanted:
+            return stripped
+    return state
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

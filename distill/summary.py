@@ -1,0 +1,46 @@
+"""The summary of a distillation run: what the student kept of the teacher, in JSON and Markdown."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from distill.io import atomic_write_text
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f} %"
+
+
+def summary_markdown(summary: Mapping[str, Any]) -> str:
+    """Render a summary (as built by :func:`write_summary`'s caller) as a Markdown table and list."""
+    teacher, student = summary["teacher"], summary["student"]
+    ratio = teacher["parameters"] / max(student["parameters"], 1)
+    lines = [
+        "# Distillation summary",
+        "",
+        "| model | name | test accuracy | parameters |",
+        "|---|---|---:|---:|",
+        f"| teacher | {teacher['name']} | {_percent(teacher['test_accuracy'])} | {teacher['parameters']:,} |",
+        f"| student | {student['name']} | {_percent(student['test_accuracy'])} | {student['parameters']:,} |",
+        "",
+        f"- teacher–student agreement on the test set: {_percent(summary['agreement'])}",
+        f"- the student has {ratio:.1f}× fewer parameters than the teacher",
+        f"- teacher: {teacher['source']}",
+        f"- time taken: {summary['seconds']:.1f} s",
+        f"- student checkpoint: {student['checkpoint']}",
+        f"- student weights (plain state_dict, no teacher inside): {student['weights']}",
+        f"- logs: {summary['logs']}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_summary(summary: Mapping[str, Any], directory: str | Path) -> tuple[Path, Path]:
+    """Write ``summary.json`` and ``summary.md`` into ``directory``; return their paths."""
+    directory = Path(directory)
+    json_path = atomic_write_text(directory / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    md_path = atomic_write_text(directory / "summary.md", summary_markdown(summary))
+    return json_path, md_path

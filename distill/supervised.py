@@ -1,0 +1,66 @@
+"""Plain supervised training of one model on labels: how a missing teacher is trained first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from distill.batch import forward_logits, split_batch
+from distill.errors import DistillError
+from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
+
+
+class SupervisedModule(L.LightningModule):
+    """Trains ``model`` with cross-entropy on the batch's labels."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: OptimizerFactory | None = None,
+        lr_scheduler: SchedulerFactory | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.val_acc = MeanMetric()
+        self.test_acc = MeanMetric()
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model(*args, **kwargs)
+
+    def _logits_and_labels(self, batch: Any) -> tuple[Tensor, Tensor]:
+        parts = split_batch(batch)
+        if parts.labels is None:
+            raise DistillError("training a model without a teacher needs labels, but the batch has none")
+        return forward_logits(self.model, parts), parts.labels
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        logits, labels = self._logits_and_labels(batch)
+        loss = F.cross_entropy(logits.float(), labels)
+        if not loss.isfinite():
+            raise DistillError(
+                f"the cross-entropy loss became non-finite at step {self.global_step} "
+                f"(epoch {self.current_epoch}); lower the learning rate"
+            )
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
+        return loss
+
+    def _evaluate(self, batch: Any, metric: MeanMetric, stage: str) -> None:
+        logits, labels = self._logits_and_labels(batch)
+        metric.update((logits.argmax(1) == labels).float())
+        self.log(f"{stage}/acc", metric, prog_bar=True, batch_size=len(labels))
+        self.log(f"{stage}/loss", F.cross_entropy(logits.float(), labels), batch_size=len(labels))
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_acc, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_acc, "test")
+
+    def configure_optimizers(self) -> Any:
+        return configure_optimizers(self, self.optimizer_factory, self.lr_scheduler_factory)

@@ -1,0 +1,83 @@
+"""Where the teacher comes from: a checkpoint, pretrained weights, or training it first (cached)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from distill.errors import DistillError
+from distill.models.checkpoint import load_weights
+from distill.models.factory import build_model
+from distill.teachers.cache import TeacherCache
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedTeacher:
+    model: nn.Module
+    #: "checkpoint", "weights", "cache" (a teacher trained earlier) or "trained" (trained now)
+    origin: str
+    #: what the teacher was loaded from, for logs, reports and checkpoints
+    source: str
+    #: the weights file, when there is one
+    path: Path | None = None
+
+
+def prepare_teacher(
+    name: str,
+    num_classes: int,
+    *,
+    checkpoint: str | None = None,
+    weights: str | None = None,
+    train: Callable[[nn.Module], None] | None = None,
+    cache: TeacherCache | None = None,
+    spec: Mapping[str, Any] | None = None,
+) -> PreparedTeacher:
+    """Build teacher ``name`` and give it its weights.
+
+    In order of preference: ``checkpoint`` (a state_dict or Lightning
+    checkpoint file), ``weights`` (torchvision pretrained weights), else a
+    teacher from ``cache`` trained earlier with the same ``spec``, else a new
+    one trained by ``train`` and stored in ``cache``.
+    """
+    if checkpoint and weights:
+        raise DistillError(
+            f"give the teacher either a checkpoint ({checkpoint}) or pretrained weights ({weights}), not both"
+        )
+    if checkpoint:
+        model = load_weights(build_model(name, num_classes), checkpoint)
+        path = Path(checkpoint).expanduser().resolve()
+        log.info("Teacher %s loaded from checkpoint %s", name, path)
+        return PreparedTeacher(model, "checkpoint", f"checkpoint {path}", path)
+    if weights:
+        model = build_model(name, num_classes, weights=weights)
+        log.info("Teacher %s loaded with pretrained weights %s", name, weights)
+        return PreparedTeacher(model, "weights", f"torchvision weights {name}:{weights}")
+    if train is None or cache is None or spec is None:
+        raise DistillError(
+            "the teacher has no checkpoint and no pretrained weights; set teacher.checkpoint=PATH "
+            "or teacher.weights=DEFAULT, or let distill train it first"
+        )
+
+    path = cache.path(name, spec)
+    with cache.locked(path):
+        if path.exists():
+            try:
+                model = load_weights(build_model(name, num_classes), path)
+            except DistillError as error:
+                log.warning("Cached teacher %s is unusable (%s); training it again", path, error)
+            else:
+                log.info("Teacher %s reused from the cache: %s", name, path)
+                return PreparedTeacher(model, "cache", f"cached teacher {path}", path)
+        model = build_model(name, num_classes)
+        log.info("No teacher checkpoint given: training teacher %s first (cached for later runs)", name)
+        train(model)
+        cache.save(model, path, spec)
+        log.info("Teacher %s trained and cached at %s", name, path)
+        return PreparedTeacher(model, "trained", f"teacher trained by distill, cached at {path}", path)

@@ -1,0 +1,255 @@
+"""DistillationModule: the frozen teacher, batch formats, unlabeled data, logging, checks."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from distill import DistillationModule, DistillError
+from distill.losses import KD, CrossEntropy, LogitMSE
+
+
+def teacher_snapshot(teacher: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in teacher.state_dict().items()}
+
+
+def fit(module, trainer, loader):
+    trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
+    return trainer
+
+
+@pytest.fixture
+def data():
+    torch.manual_seed(0)
+    x = torch.randn(48, 1, 8, 8)
+    y = torch.randint(0, 10, (48,))
+    return x, y
+
+
+def test_teacher_is_frozen_unchanged_and_never_optimised(make_cnn, fast_trainer, data):
+    student, teacher = make_cnn(), make_cnn()
+    teacher.train()  # handed over in train mode: the module must freeze it anyway
+    before = teacher_snapshot(teacher)
+    student_before = copy.deepcopy(student.state_dict())
+    module = DistillationModule(student, teacher, {"kd": KD(4.0, weight=0.9), "ce": CrossEntropy(weight=0.1)})
+
+    seen_modes = []
+
+    class RecordTeacherMode(__import__("lightning").Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen_modes.append(pl_module.teacher.training)
+
+    loader = DataLoader(TensorDataset(*data), batch_size=16)
+    trainer = fast_trainer(max_epochs=2, callbacks=[RecordTeacherMode()])
+    fit(module, trainer, loader)
+
+    assert seen_modes and not any(seen_modes), "teacher left eval mode during training"
+    assert not teacher.training
+    assert all(not p.requires_grad and p.grad is None for p in teacher.parameters())
+    optimised = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
+    assert optimised.isdisjoint(id(p) for p in teacher.parameters())
+    assert optimised == {id(p) for p in student.parameters()}
+    after = teacher.state_dict()
+    assert after.keys() == before.keys()
+    for key in before:  # BatchNorm running statistics included
+        assert torch.equal(before[key], after[key]), key
+    assert any(not torch.equal(student_before[k], v) for k, v in student.state_dict().items())
+
+
+def test_teacher_stays_in_eval_mode_when_module_is_put_in_train_mode(make_cnn):
+    module = DistillationModule(make_cnn(), make_cnn(), KD())
+    module.train()
+    assert module.student.training and not module.teacher.training
+
+
+def test_teacher_runs_without_autograd(make_cnn):
+    seen = []
+    teacher = make_cnn()
+    teacher.register_forward_hook(lambda mod, inp, out: seen.append(out.requires_grad or torch.is_grad_enabled()))
+    module = DistillationModule(make_cnn(), teacher, KD())
+    module.training_step((torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])), 0)
+    assert seen == [False]
+
+
+def test_checkpoint_holds_student_not_teacher(make_cnn, fast_trainer, data, tmp_path):
+    teacher = make_cnn()
+    module = DistillationModule(make_cnn(), teacher, KD(), teacher_source="checkpoint /x/teacher.pt")
+    trainer = fast_trainer(enable_checkpointing=True, default_root_dir=tmp_path)
+    fit(module, trainer, DataLoader(TensorDataset(*data), batch_size=16))
+    path = tmp_path / "module.ckpt"
+    trainer.save_checkpoint(path)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    keys = ckpt["state_dict"].keys()
+    assert keys and all(k.startswith(("student.", "loss_terms.")) for k in keys)
+    assert ckpt["distill"]["teacher_source"] == "checkpoint /x/teacher.pt"
+    assert len(ckpt["distill"]["teacher_sha256"]) == 64
+    # no model was pickled into the hyper-parameters
+    assert set(ckpt["hyper_parameters"]) == {"loss", "teacher_source", "class_dim"}
+
+
+def test_module_moves_teacher_with_it(make_cnn):
+    module = DistillationModule(make_cnn(), make_cnn(), KD())
+    module.to(torch.float64)
+    assert next(module.teacher.parameters()).dtype == torch.float64
+
+
+def _step(module, batch):
+    return module.training_step(batch, 0)
+
+
+@pytest.mark.parametrize("form", ["tensor", "tuple1", "tuple2", "tuple3", "list2", "dict", "dict_labels"])
+def test_batch_formats(make_cnn, form):
+    x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    batch = {
+        "tensor": x,
+        "tuple1": (x,),
+        "tuple2": (x, y),
+        "tuple3": (x, y, torch.arange(4)),
+        "list2": [x, y],
+        "dict": {"input": x},
+        "dict_labels": {"input": x, "labels": y},
+    }[form]
+    labelled = form in ("tuple2", "tuple3", "list2", "dict_labels")
+    loss = {"kd": KD(), "ce": CrossEntropy()} if labelled else {"kd": KD()}
+    module = DistillationModule(make_cnn(), make_cnn(), loss)
+    value = _step(module, batch)
+    assert value.ndim == 0 and torch.isfinite(value)
+
+
+class KwargsModel(nn.Module):
+    """A model called with keyword arguments that returns an object with .logits, like Hugging Face models."""
+
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.embed = nn.Embedding(20, 8)
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, input_ids, attention_mask):
+        hidden = (self.embed(input_ids) * attention_mask.unsqueeze(-1)).mean(1)
+        return SimpleNamespace(logits=self.head(hidden))
+
+
+def test_mapping_batch_with_keyword_inputs_and_logits_attribute():
+    batch = {
+        "input_ids": torch.randint(0, 20, (4, 6)),
+        "attention_mask": torch.ones(4, 6),
+        "labels": torch.tensor([0, 1, 2, 0]),
+    }
+    module = DistillationModule(KwargsModel(), KwargsModel(), {"kd": KD(), "ce": CrossEntropy()})
+    assert torch.isfinite(_step(module, batch))
+
+
+def test_unlabeled_distillation_trains(make_cnn, fast_trainer):
+    x = torch.randn(32, 1, 8, 8)
+    student = make_cnn()
+    before = copy.deepcopy(student.state_dict())
+    module = DistillationModule(student, make_cnn(), {"kd": KD(), "mse": LogitMSE()})
+    loader = DataLoader(x, batch_size=8)  # bare tensors, no labels anywhere
+    fast_trainer().fit(module, train_dataloaders=loader, val_dataloaders=loader)
+    assert any(not torch.equal(before[k], v) for k, v in student.state_dict().items())
+
+
+def test_term_needing_labels_on_unlabeled_batch_names_the_term(make_cnn):
+    module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD(), "task": CrossEntropy()})
+    with pytest.raises(DistillError, match="'task'.*needs labels"):
+        _step(module, torch.randn(4, 1, 8, 8))
+
+
+def test_output_shape_mismatch_names_both_shapes(make_cnn):
+    module = DistillationModule(make_cnn(num_classes=10), make_cnn(num_classes=1000), KD())
+    with pytest.raises(DistillError, match=r"\(4, 10\).*\(4, 1000\)"):
+        _step(module, torch.randn(4, 1, 8, 8))
+
+
+def test_labels_outside_class_range(make_cnn):
+    module = DistillationModule(make_cnn(num_classes=3), make_cnn(num_classes=3), {"ce": CrossEntropy()})
+    with pytest.raises(DistillError, match="labels range from 0 to 7 but the student predicts 3"):
+        _step(module, (torch.randn(2, 1, 8, 8), torch.tensor([0, 7])))
+
+
+def test_probabilities_from_teacher_warn(make_cnn):
+    teacher = nn.Sequential(make_cnn(), nn.Softmax(dim=1))
+    module = DistillationModule(make_cnn(), teacher, KD())
+    with pytest.warns(UserWarning, match="look like probabilities"):
+        _step(module, torch.randn(4, 1, 8, 8))
+
+
+def test_non_finite_loss_is_caught_with_the_term_named(make_cnn):
+    module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD(), "ce": CrossEntropy()})
+    x = torch.randn(4, 1, 8, 8)
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(DistillError, match=r"kd, ce became non-finite at step 0 \(epoch 0\)"):
+        _step(module, (x, torch.tensor([0, 1, 2, 3])))
+
+
+def test_total_is_weighted_sum_and_each_term_is_logged(make_cnn, fast_trainer, data):
+    module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD(2.0, weight=0.7), "ce": CrossEntropy(weight=0.3)})
+    batch = (data[0][:8], data[1][:8])
+    total = module.training_step(batch, 0)
+    outputs = module._run_models(batch, with_teacher=True)
+    kd = module.loss_terms["kd"](outputs)
+    ce = module.loss_terms["ce"](outputs)
+    assert total.item() == pytest.approx(0.7 * kd.item() + 0.3 * ce.item(), rel=1e-5)
+
+    loader = DataLoader(TensorDataset(*data), batch_size=16)
+    trainer = fast_trainer()
+    fit(module, trainer, loader)
+    logged = set(trainer.logged_metrics)
+    assert {"train/loss", "train/loss/kd", "train/loss/ce"} <= logged
+    assert {"val/loss", "val/loss/kd", "val/loss/ce", "val/acc", "val/agreement", "val/teacher_acc"} <= logged
+
+
+def test_teacher_validation_accuracy_logged_once(make_cnn, fast_trainer, data, tmp_path):
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD(), "ce": CrossEntropy()})
+    logger = CSVLogger(tmp_path, name="logs", version="")
+    loader = DataLoader(TensorDataset(*data), batch_size=16)
+    fit(module, fast_trainer(max_epochs=3, logger=logger), loader)
+    rows = list(csv.DictReader(open(tmp_path / "logs" / "metrics.csv")))
+    assert [r["epoch"] for r in rows if r.get("val/acc")] == ["0", "1", "2"]
+    assert [r["epoch"] for r in rows if r.get("val/teacher_acc")] == ["0"]
+
+
+def test_agreement_and_accuracy_values(make_cnn, fast_trainer):
+    # a student identical to the teacher agrees on every sample and has the teacher's accuracy
+    teacher = make_cnn()
+    student = copy.deepcopy(teacher)
+    x, y = torch.randn(40, 1, 8, 8), torch.randint(0, 10, (40,))
+    module = DistillationModule(student, teacher, {"kd": KD(), "ce": CrossEntropy()})
+    results = fast_trainer().test(module, DataLoader(TensorDataset(x, y), batch_size=16), verbose=False)[0]
+    expected_acc = (teacher.eval()(x).argmax(1) == y).float().mean().item()
+    assert results["test/agreement"] == pytest.approx(1.0)
+    assert results["test/acc"] == pytest.approx(expected_acc)
+    assert results["test/teacher_acc"] == pytest.approx(expected_acc)
+
+
+def test_single_term_and_switched_off_terms():
+    module = DistillationModule(nn.Linear(3, 2), nn.Linear(3, 2), KD())
+    assert list(module.loss_terms) == ["kd"]
+    module = DistillationModule(nn.Linear(3, 2), nn.Linear(3, 2), {"kd": KD(), "ce": None})
+    assert list(module.loss_terms) == ["kd"]
+    with pytest.raises(DistillError, match="not a distill.losses.LossTerm"):
+        DistillationModule(nn.Linear(3, 2), nn.Linear(3, 2), {"kd": nn.MSELoss()})
+
+
+def test_custom_optimizer_and_scheduler(make_cnn):
+    import functools
+
+    module = DistillationModule(
+        make_cnn(),
+        make_cnn(),
+        KD(),
+        optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+        lr_scheduler=functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1),
+    )
+    config = module.configure_optimizers()
+    assert isinstance(config["optimizer"], torch.optim.AdamW)
+    assert isinstance(config["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.StepLR)

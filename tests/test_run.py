@@ -1,0 +1,175 @@
+"""The command line: config composition (Hydra's compose API) and real runs (subprocess)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from distill.run import config_dir
+
+CONF = config_dir()
+TINY = [
+    "teacher=resnet18",
+    "student=mobilenet_v3_small",
+    "data.image_size=8",
+    "trainer.max_epochs=1",
+    "teacher.train.epochs=1",
+    "+trainer.limit_train_batches=2",
+    "+trainer.limit_val_batches=1",
+    "+trainer.limit_test_batches=1",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def composed(*overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def run_cli(*args, cache, cwd, env=None):
+    environment = {**os.environ, "DISTILL_CACHE_DIR": str(cache), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "distill.run", *args],
+        cwd=cwd, env=environment, capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_defaults_are_the_readme_example():
+    cfg = composed()
+    spelled_out = composed("teacher=resnet50", "student=resnet18", "loss=kd", "data=digits", "trainer=default")
+    assert OmegaConf.to_yaml(cfg) == OmegaConf.to_yaml(spelled_out)
+    assert cfg.teacher.name == "resnet50" and cfg.student.name == "resnet18"
+    assert cfg.loss.kd._target_ == "distill.losses.KD" and cfg.loss.ce._target_ == "distill.losses.CrossEntropy"
+    assert cfg.data._target_ == "distill.data.DigitsDataModule"
+
+
+def test_usual_overrides_compose():
+    cfg = composed("trainer.max_epochs=3", "data.batch_size=128", "seed=1", "loss.kd.temperature=8")
+    assert (cfg.trainer.max_epochs, cfg.data.batch_size, cfg.seed, cfg.loss.kd.temperature) == (3, 128, 1, 8)
+    assert composed("trainer.max_epochs=3").lr_scheduler.T_max == 3
+
+
+def _targets(node, path=""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "_target_":
+                yield path, value
+            else:
+                yield from _targets(value, f"{path}.{key}")
+
+
+def _resolve(dotted):
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("yaml_file", sorted(str(p.relative_to(CONF)) for p in CONF.rglob("*.yaml")))
+def test_every_target_is_a_real_class(yaml_file):
+    node = OmegaConf.to_container(OmegaConf.load(CONF / yaml_file))
+    for path, target in _targets(node):
+        assert callable(_resolve(target)), f"{yaml_file}{path}: {target}"
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (CONF / "loss").glob("*.yaml")))
+def test_every_loss_config_instantiates(option):
+    from hydra.utils import instantiate
+
+    from distill.losses import LossTerm
+
+    cfg = composed(f"loss={option}")
+    terms = {name: instantiate(term) for name, term in cfg.loss.items()}
+    assert terms and all(isinstance(t, LossTerm) for t in terms.values())
+
+
+def test_print_composed_config(tmp_path):
+    result = run_cli("--cfg", "job", "trainer.max_epochs=3", cache=tmp_path / "cache", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "max_epochs: 3" in result.stdout and "name: resnet50" in result.stdout
+
+
+def test_sweep_trains_the_teacher_once_and_writes_each_job(tmp_path):
+    cache = tmp_path / "cache"
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli(
+        "-m", "loss.kd.temperature=1,4", *TINY, f"hydra.sweep.dir={sweep_dir}", cache=cache, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert log.count("trained and cached") == 1 and log.count("reused from the cache") == 1
+
+    temperatures = []
+    for job in ("0", "1"):
+        run_dir = sweep_dir / job
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert (run_dir / "summary.md").read_text().startswith("# Distillation summary")
+        for key in ("teacher", "student"):
+            assert 0.0 <= summary[key]["test_accuracy"] <= 1.0
+            assert summary[key]["parameters"] > 0
+        assert 0.0 <= summary["agreement"] <= 1.0
+        assert summary["seconds"] > 0
+        assert Path(summary["student"]["checkpoint"]).is_file()
+        assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+        assert (run_dir / "logs" / "metrics.csv").is_file()
+        temperatures.append(summary["loss"]["kd"])
+
+        # the student weights load with plain torch into the same torchvision model
+        from torchvision import models
+
+        student = models.get_model("mobilenet_v3_small", num_classes=10)
+        student.load_state_dict(torch.load(summary["student"]["weights"], weights_only=True))
+        assert student.eval()(torch.randn(2, 3, 8, 8)).shape == (2, 10)
+        # and the checkpoint holds the student alone, not a copy of the teacher
+        ckpt = torch.load(summary["student"]["checkpoint"], map_location="cpu", weights_only=True)
+        assert all(k.startswith(("student.", "loss_terms.")) for k in ckpt["state_dict"])
+        assert ckpt["distill"]["teacher_sha256"] == summary["teacher"]["sha256"]
+    assert "temperature=1.0" in temperatures[0] and "temperature=4.0" in temperatures[1]
+
+    # a teacher given as a checkpoint: the cached teacher file itself
+    teacher_file = next((cache / "teachers").glob("resnet18-*.pt"))
+    result = run_cli(*TINY, f"teacher.checkpoint={teacher_file}", f"hydra.run.dir={tmp_path / 'given'}",
+                     cache=tmp_path / "other-cache", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "given" / "summary.json").read_text())
+    assert summary["teacher"]["origin"] == "checkpoint"
+    assert not (tmp_path / "other-cache" / "teachers").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["teacher=resnt50"], "unknown teacher 'resnt50' (did you mean resnet50"),
+        (["teacher.name=resnet5"], "unknown torchvision model 'resnet5' (did you mean resnet50"),
+        (["loss=kdd"], "unknown loss 'kdd' (did you mean kd"),
+        (["student.name=mobilenet_v9"], "unknown torchvision model 'mobilenet_v9'"),
+        (["loss.kd.temperature=0"], "temperature must be a finite number > 0, got 0.0"),
+        (["loss.ce.weight=-1"], "weight must be a finite number >= 0, got -1.0"),
+        (["teacher.checkpoint=/no/such/teacher.pt"], "checkpoint not found: /no/such/teacher.pt"),
+        (["data.batch_size=0"], "data.batch_size must be at least 1, got 0"),
+    ],
+)
+def test_user_errors_are_one_clear_line(tmp_path, args, message):
+    # on the tiny setting, so that an error that is not raised costs seconds, not minutes
+    result = run_cli(*TINY, *args, f"hydra.run.dir={tmp_path / 'run'}", cache=tmp_path / "cache", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+
+
+def test_torchvision_name_as_group_option_is_accepted():
+    from distill.cli_overrides import check_group_overrides
+
+    names = lambda: ("resnet18", "efficientnet_b3")  # noqa: E731
+    assert check_group_overrides(["teacher=efficientnet_b3", "seed=1"], CONF, names) == [
+        "teacher=torchvision", "teacher.name=efficientnet_b3", "seed=1"
+    ]
+    assert check_group_overrides(["loss=kd,ce", "trainer=default"], CONF, names) == ["loss=kd,ce", "trainer=default"]
