@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric
 
 from distill.batch import Batch, forward_logits, split_batch
 from distill.errors import DistillError
+from distill.features import FeatureCapture
 from distill.losses.base import LossTerm, StepOutputs
 from distill.models.fingerprint import weights_sha256
 from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
@@ -58,6 +59,11 @@ class DistillationModule(L.LightningModule):
         self.lr_scheduler_factory = lr_scheduler
         self.class_dim = class_dim
         self.needs_teacher = any(term.needs_teacher for term in self.loss_terms.values())
+        terms = list(self.loss_terms.values())
+        # hooks are registered once, here, on exactly the layers the terms read
+        self._student_capture = _capture(student, [l for t in terms for l in t.student_layers], "student")
+        self._teacher_capture = _capture(teacher, [l for t in terms for l in t.teacher_layers], "teacher")
+        self._built = not any(term.needs_build for term in terms)
         self.save_hyperparameters(
             {
                 "loss": {name: repr(term) for name, term in self.loss_terms.items()},
@@ -89,14 +95,16 @@ class DistillationModule(L.LightningModule):
 
     def _run_models(self, batch: Any, with_teacher: bool) -> StepOutputs:
         parts = split_batch(batch)
-        student_logits = forward_logits(self.student, parts)
-        teacher_logits = None
+        outputs = StepOutputs(
+            student=forward_logits(self.student, parts), labels=parts.labels, index=parts.index
+        )
+        if self._student_capture:
+            outputs.student_features = self._student_capture.collect()
         if with_teacher:
             with torch.no_grad():
-                teacher_logits = forward_logits(self.teacher, parts)
-        outputs = StepOutputs(
-            student=student_logits, teacher=teacher_logits, labels=parts.labels, index=parts.index
-        )
+                outputs.teacher = forward_logits(self.teacher, parts)
+            if self._teacher_capture:
+                outputs.teacher_features = self._teacher_capture.collect()
         if not self._outputs_checked:
             self._check_outputs(outputs, parts)
             self._outputs_checked = True
@@ -127,6 +135,32 @@ class DistillationModule(L.LightningModule):
                     f"labels range from {low} to {high} but the student predicts {num_classes} "
                     f"classes; build the models with num_classes={high + 1} or fix the labels"
                 )
+
+    # -- adapters and other parameters built from a first batch -----------------
+    def build(self, batch: Any) -> None:
+        """Let the terms that need it (adapters, embedding heads) build their parameters from ``batch``.
+
+        Runs once, before the optimizer is made: :meth:`setup` calls it with the
+        first training batch when training under a Trainer; call it yourself
+        before making an optimizer by hand.
+        """
+        if self._built:
+            return
+        was_training = self.student.training
+        self.student.eval()  # a dry run must not move BatchNorm statistics
+        try:
+            with torch.no_grad():
+                outputs = self._run_models(batch, with_teacher=True)
+        finally:
+            self.student.train(was_training)
+        for term in self.loss_terms.values():
+            if term.needs_build:
+                term.build(outputs)
+        self._built = True
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and not self._built:
+            self.build(next(iter(_train_dataloader(self.trainer))))
 
     # -- loss ------------------------------------------------------------------
     def _loss_terms(self, outputs: StepOutputs, skip_unlabeled: bool) -> dict[str, Tensor]:
@@ -245,6 +279,16 @@ def _as_term_dict(loss: Mapping[str, LossTerm] | LossTerm) -> dict[str, LossTerm
     if not terms:
         raise DistillError("every loss term is switched off; keep at least one")
     return terms
+
+
+def _capture(model: nn.Module, layers: list[str], role: str) -> FeatureCapture | None:
+    return FeatureCapture(model, layers, role) if layers else None
+
+
+def _train_dataloader(trainer: L.Trainer) -> Any:
+    if trainer.datamodule is not None:
+        return trainer.datamodule.train_dataloader()
+    return trainer.fit_loop._data_source.dataloader()
 
 
 def _freeze(teacher: nn.Module) -> nn.Module:

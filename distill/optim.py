@@ -14,7 +14,7 @@ SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
 #: SGD with momentum and weight decay, the usual choice for distilling CNNs
 default_optimizer: OptimizerFactory = functools.partial(
-    torch.optim.SGD, lr=0.05, momentum=0.9, weight_decay=5e-4
+    torch.optim.SGD, lr=0.01, momentum=0.9, weight_decay=5e-4
 )
 
 

@@ -41,8 +41,14 @@ class LossTerm(nn.Module, metaclass=abc.ABCMeta):
     #: the term compares student and teacher outputs element by element
     compares_outputs: bool = False
 
+    #: the term builds parameters (adapters) from the shapes of a first batch, see :meth:`build`
+    needs_build: bool = False
+
     def __init__(self, weight: float = 1.0) -> None:
         super().__init__()
+        #: dotted names of the layers whose outputs the term reads (``outputs.student_features[name]``)
+        self.student_layers: tuple[str, ...] = ()
+        self.teacher_layers: tuple[str, ...] = ()
         weight = float(weight)
         if not math.isfinite(weight) or weight < 0:
             raise DistillError(
@@ -54,6 +60,12 @@ class LossTerm(nn.Module, metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def compute(self, outputs: StepOutputs) -> Tensor:
         """Return the unweighted scalar value of the term."""
+
+    def build(self, outputs: StepOutputs) -> None:
+        """Create parameters (adapters, heads) from the shapes in a first batch's outputs.
+
+        Called once, before the optimizer is made, for terms with ``needs_build``.
+        """
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the module as each training epoch starts (for schedules such as warm-ups)."""

@@ -1,10 +1,4 @@
-"""Distillation losses as pure functions, in the style of ``torch.nn.functional``.
-
-Every function takes tensors and returns a tensor; none holds state. The loss
-classes in :mod:`distill.losses` wrap these with a weight and a config entry.
-Logit losses are computed in float32 even under mixed precision, since
-softmax over many classes loses too much in bf16/fp16.
-"""
+"""Losses on the models' outputs (logits): KD and its relatives."""
 
 from __future__ import annotations
 
@@ -14,54 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-_REDUCTIONS = ("mean", "sum", "none")
+from distill.losses.functional._common import (
+    _check_same_shape,
+    _check_temperature,
+    _kl_from_log_probs,
+    _log_or_neg_inf,
+    _reduce,
+)
 
-
-def _check_same_shape(student: Tensor, teacher: Tensor, fn: str) -> None:
-    if student.shape != teacher.shape:
-        raise ValueError(
-            f"{fn}: student and teacher outputs must have the same shape, got "
-            f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)}"
-        )
-
-
-def _check_temperature(temperature: float, fn: str) -> float:
-    temperature = float(temperature)
-    if not math.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"{fn}: temperature must be a finite number > 0, got {temperature}")
-    return temperature
-
-
-def _reduce(values: Tensor, reduction: str, mask: Tensor | None, fn: str) -> Tensor:
-    """Reduce per-position values; ``mask`` (1 = count) excludes e.g. padding tokens."""
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{fn}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    if mask is not None:
-        if mask.shape != values.shape:
-            raise ValueError(
-                f"{fn}: mask shape {tuple(mask.shape)} does not match the per-position "
-                f"loss shape {tuple(values.shape)}"
-            )
-        mask = mask.to(values.dtype)
-        values = values * mask
-        if reduction == "mean":
-            return values.sum() / mask.sum().clamp_min(1.0)
-    if reduction == "mean":
-        return values.mean()
-    if reduction == "sum":
-        return values.sum()
-    return values
-
-
-
-def _kl_from_log_probs(log_p: Tensor, log_q: Tensor, dim: int) -> Tensor:
-    """KL(p || q) summed over ``dim``, from log-probabilities (stable for tiny p)."""
-    return (log_p.exp() * (log_p - log_q)).sum(dim=dim)
-
-
-def _log_or_neg_inf(x: float) -> float:
-    # log(0) = -inf lets a zero mixture weight drop out of a logsumexp cleanly
-    return math.log(x) if x > 0 else -math.inf
 
 def kd_loss(
     student_logits: Tensor,
@@ -451,18 +405,3 @@ def masked_bce_with_logits(
     )
     per_element = torch.where(labelled, per_element, torch.zeros_like(per_element))
     return per_element.sum() / labelled.sum().clamp_min(1)
-
-
-__all__ = [
-    "bce_kd_loss",
-    "cosine_loss",
-    "dist_loss",
-    "dkd_loss",
-    "jsd_loss",
-    "kd_loss",
-    "logit_mse_loss",
-    "masked_bce_with_logits",
-    "reverse_kl_loss",
-    "soft_cross_entropy",
-    "tvd_loss",
-]

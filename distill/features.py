@@ -1,0 +1,73 @@
+"""Capture intermediate outputs of a model by module name, with forward hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from torch import Tensor, nn
+
+from distill.batch import output_logits
+from distill.errors import DistillError, close_matches
+
+
+def _first_tensor(output: Any) -> Tensor:
+    """A layer's output as one tensor: transformer blocks return tuples, some layers objects."""
+    if isinstance(output, Tensor):
+        return output
+    return output_logits(output)
+
+
+class FeatureCapture:
+    """Keeps the outputs of the named submodules of ``model`` from its latest forward pass.
+
+    Hooks are registered once, here; each forward pass overwrites the stored
+    outputs, and :meth:`clear` drops them so no activation outlives its step.
+
+    Args:
+        model: the model to watch.
+        layers: dotted module paths as in ``model.named_modules()``, e.g. ``"layer3"``
+            or ``"encoder.layer.4.output"``.
+        role: ``"student"`` or ``"teacher"``, for error messages.
+    """
+
+    def __init__(self, model: nn.Module, layers: Iterable[str], role: str = "model") -> None:
+        self.role = role
+        self.features: dict[str, Tensor] = {}
+        self._handles = []
+        names = dict(model.named_modules())
+        for layer in dict.fromkeys(layers):  # unique, in order
+            if layer not in names or not layer:
+                raise DistillError(
+                    f"{role} has no layer '{layer}'{close_matches(layer, [n for n in names if n], n=5)}; "
+                    f"list the layers with `python -m distill.layers {role}=NAME`"
+                )
+            self._handles.append(names[layer].register_forward_hook(self._hook(layer)))
+        self.layers = list(dict.fromkeys(layers))
+
+    def _hook(self, layer: str):
+        def store(module: nn.Module, inputs: Any, output: Any) -> None:
+            self.features[layer] = _first_tensor(output)
+
+        return store
+
+    def collect(self) -> dict[str, Tensor]:
+        """Return the captured features and forget them; a watched layer that did not run is an error."""
+        missing = [layer for layer in self.layers if layer not in self.features]
+        if missing:
+            raise DistillError(
+                f"{self.role} layer(s) {', '.join(missing)} did not run in the forward pass; "
+                "pick layers that the model's forward() calls"
+            )
+        features, self.features = self.features, {}
+        return features
+
+    def clear(self) -> None:
+        self.features = {}
+
+    def remove(self) -> None:
+        """Remove the hooks."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self.features = {}

@@ -1,0 +1,37 @@
+"""Distillation losses as pure functions, in the style of ``torch.nn.functional``.
+
+Every function takes tensors and returns a tensor; none holds state. The loss
+classes in :mod:`distill.losses` wrap these with a weight and a config entry.
+Logit losses are computed in float32 even under mixed precision, since
+softmax over many classes loses too much in bf16/fp16.
+
+The functions live in one file per family and are all importable from here.
+"""
+
+from distill.losses.functional.logits import (
+    bce_kd_loss,
+    cosine_loss,
+    dist_loss,
+    dkd_loss,
+    jsd_loss,
+    kd_loss,
+    logit_mse_loss,
+    masked_bce_with_logits,
+    reverse_kl_loss,
+    soft_cross_entropy,
+    tvd_loss,
+)
+
+__all__ = [
+    "bce_kd_loss",
+    "cosine_loss",
+    "dist_loss",
+    "dkd_loss",
+    "jsd_loss",
+    "kd_loss",
+    "logit_mse_loss",
+    "masked_bce_with_logits",
+    "reverse_kl_loss",
+    "soft_cross_entropy",
+    "tvd_loss",
+]

@@ -1,0 +1,43 @@
+import pytest
+
+from distill.cli_overrides import check_group_overrides
+from distill.errors import DistillError
+from distill.run import config_dir
+
+CONF = config_dir()
+
+
+def names():
+    return ("resnet18", "resnet50", "efficientnet_b3")
+
+
+def test_plain_overrides_pass_through():
+    argv = ["-m", "teacher=resnet50", "loss.kd.temperature=1,4", "+trainer.limit_train_batches=2", "~loss.ce"]
+    assert check_group_overrides(argv, CONF, names) == argv
+
+
+def test_model_name_without_a_file_becomes_the_generic_config():
+    assert check_group_overrides(["student=efficientnet_b3"], CONF, names) == [
+        "student=torchvision", "student.name=efficientnet_b3"
+    ]
+
+
+def test_sweep_lists_are_checked_item_by_item():
+    assert check_group_overrides(["loss=kd,ce"], CONF, names) == ["loss=kd,ce"]
+    with pytest.raises(DistillError, match="unknown loss 'kdx'"):
+        check_group_overrides(["loss=kd,kdx"], CONF, names)
+
+
+@pytest.mark.parametrize(
+    "arg, message",
+    [
+        ("data=digit", "unknown data 'digit' (did you mean digits?)"),
+        ("trainer=defualt", "unknown trainer 'defualt' (did you mean default?)"),
+        ("student=resnet1", "or any torchvision classification model name"),
+        ("experiment=quik", "unknown experiment 'quik' (did you mean quick?)"),
+    ],
+)
+def test_unknown_options_name_the_close_matches(arg, message):
+    with pytest.raises(DistillError) as error:
+        check_group_overrides([arg], CONF, names)
+    assert message in str(error.value)
