@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from torch import Tensor, nn
@@ -71,3 +71,39 @@ class FeatureCapture:
             handle.remove()
         self._handles = []
         self.features = {}
+
+
+def layer_names(layers: str | Iterable[str] | None, owner: str, argument: str) -> tuple[str, ...]:
+    """``"layer3"`` or ``["layer2", "layer3"]`` as a tuple of dotted module names."""
+    names = (layers,) if isinstance(layers, str) else tuple(layers) if layers is not None else ()
+    if not names or not all(isinstance(name, str) and name for name in names):
+        raise DistillError(
+            f"{owner}: {argument} must name a layer or a list of layers (e.g. {argument}=layer3), "
+            f"got {layers!r}; list them with `python -m distill.layers student=NAME teacher=NAME`"
+        )
+    return names
+
+
+def layer_pairs(
+    student_layer: str | Iterable[str], teacher_layer: str | Iterable[str] | None, owner: str
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Student and teacher layer names matched by position; the teacher's default to the student's."""
+    student = layer_names(student_layer, owner, "student_layer")
+    teacher = student if teacher_layer is None else layer_names(teacher_layer, owner, "teacher_layer")
+    if len(student) != len(teacher):
+        raise DistillError(
+            f"{owner}: student_layer and teacher_layer are matched by position, but {len(student)} "
+            f"student layer(s) {list(student)} and {len(teacher)} teacher layer(s) {list(teacher)} were given"
+        )
+    return student, teacher
+
+
+def read_features(features: Mapping[str, Tensor], layers: Iterable[str], role: str, owner: str) -> list[Tensor]:
+    """The captured outputs of ``layers``, in order; a missing one means the term was not registered."""
+    missing = [layer for layer in layers if layer not in features]
+    if missing:
+        raise DistillError(
+            f"{owner} reads {role} layer(s) {', '.join(missing)} but they were not captured; "
+            "use the term inside distill.DistillationModule, which records the layers the terms name"
+        )
+    return [features[layer] for layer in layers]

@@ -177,7 +177,8 @@ class DistillationModule(L.LightningModule):
         return values
 
     def _total(self, values: Mapping[str, Tensor]) -> Tensor:
-        return sum(self.loss_terms[name].weight * value for name, value in values.items())
+        epoch = self.current_epoch
+        return sum(self.loss_terms[name].weight_at(epoch) * value for name, value in values.items())
 
     # -- steps -------------------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:

@@ -19,7 +19,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from distill.cli_overrides import check_group_overrides
 from distill.errors import DistillError
@@ -51,7 +51,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # everything that can be wrong in the config fails here, before any training
     datamodule = instantiate(cfg.data)
     num_classes = datamodule.num_classes
-    loss = {name: instantiate(term) for name, term in cfg.loss.items() if term is not None}
+    loss = {name: _loss_term(term) for name, term in cfg.loss.items() if term is not None}
     check_model_name(cfg.teacher.name)
     check_model_name(cfg.student.name)
 
@@ -102,6 +102,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     write_summary(summary, run_dir)
     print("\n" + summary_markdown(summary), flush=True)
     return summary
+
+
+def _loss_term(node: DictConfig) -> Any:
+    """Instantiate one loss term; its optional ``schedule:`` entry becomes its weight schedule."""
+    node = node.copy()
+    with open_dict(node):
+        schedule = node.pop("schedule", None)
+    term = instantiate(node)
+    return term.scheduled(instantiate(schedule)) if schedule is not None else term
 
 
 # settings that do not change the trained teacher, so changing them reuses it

@@ -173,3 +173,14 @@ def test_torchvision_name_as_group_option_is_accepted():
         "teacher=torchvision", "teacher.name=efficientnet_b3", "seed=1"
     ]
     assert check_group_overrides(["loss=kd,ce", "trainer=default"], CONF, names) == ["loss=kd,ce", "trainer=default"]
+
+
+def test_a_schedule_in_the_config_becomes_the_terms_weight_schedule():
+    from distill.losses.schedules import LinearWarmup
+    from distill.run import _loss_term
+
+    cfg = composed("experiment=kd_warmup")
+    term = _loss_term(cfg.loss.kd)
+    assert isinstance(term.schedule, LinearWarmup) and term.schedule.epochs == 3
+    assert term.weight_at(0) == pytest.approx(0.9 / 3)
+    assert "schedule" in cfg.loss.kd  # the config itself is left as it was

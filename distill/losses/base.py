@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
 from distill.errors import DistillError
+from distill.losses.schedules import Constant
 
 
 @dataclass
@@ -56,6 +58,7 @@ class LossTerm(nn.Module, metaclass=abc.ABCMeta):
                 "set e.g. weight=0.5 (use 0 to switch the term off)"
             )
         self.weight = weight
+        self.schedule: Callable[[int], float] = Constant()
 
     @abc.abstractmethod
     def compute(self, outputs: StepOutputs) -> Tensor:
@@ -70,11 +73,21 @@ class LossTerm(nn.Module, metaclass=abc.ABCMeta):
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the module as each training epoch starts (for schedules such as warm-ups)."""
 
+    def scheduled(self, schedule: Callable[[int], float]) -> LossTerm:
+        """Attach a weight schedule (see :mod:`distill.losses.schedules`); returns the term."""
+        self.schedule = schedule
+        return self
+
+    def weight_at(self, epoch: int) -> float:
+        """The term's weight in training epoch ``epoch``."""
+        return self.weight * float(self.schedule(epoch))
+
     def forward(self, outputs: StepOutputs) -> Tensor:
         return self.compute(outputs)
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}"
+
 
 
 def check_temperature(temperature: float, owner: str) -> float:

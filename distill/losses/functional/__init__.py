@@ -8,6 +8,14 @@ softmax over many classes loses too much in bf16/fp16.
 The functions live in one file per family and are all importable from here.
 """
 
+from distill.losses.functional.features import (
+    activation_penalty,
+    attention_transfer_loss,
+    hint_loss,
+    pkt_loss,
+    rkd_loss,
+    similarity_preserving_loss,
+)
 from distill.losses.functional.logits import (
     bce_kd_loss,
     cosine_loss,
@@ -23,6 +31,12 @@ from distill.losses.functional.logits import (
 )
 
 __all__ = [
+    "activation_penalty",
+    "attention_transfer_loss",
+    "hint_loss",
+    "pkt_loss",
+    "rkd_loss",
+    "similarity_preserving_loss",
     "bce_kd_loss",
     "cosine_loss",
     "dist_loss",
