@@ -173,7 +173,12 @@ class DistillationModule(L.LightningModule):
                     f"loss term '{name}' ({type(term).__name__}) needs labels, but the batch has none; "
                     f"remove it (e.g. ~loss.{name}) or give labelled data"
                 )
-            values[name] = term(outputs)
+            try:
+                values[name] = term(outputs)
+            except DistillError:
+                raise
+            except ValueError as error:  # the functional losses' input checks
+                raise DistillError(f"loss term '{name}' ({type(term).__name__}): {error}") from error
         return values
 
     def _total(self, values: Mapping[str, Tensor]) -> Tensor:

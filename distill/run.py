@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,20 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
 
+from distill.checkpoint_io import AtomicCheckpointIO
 from distill.cli_overrides import check_group_overrides
 from distill.errors import DistillError
 from distill.io import atomic_torch_save
-from distill.models import build_model, check_model_name, count_parameters
+from distill.models import build_model, check_model_name
+from distill.models.checkpoint import read_checkpoint
 from distill.models.torchvision_models import torchvision_model_names
 from distill.module import DistillationModule
+from distill.report.assemble import distillation_report
+from distill.report.table import print_report
 from distill.summary import summary_markdown, write_summary
 from distill.supervised import SupervisedModule
 from distill.teachers import PreparedTeacher, TeacherCache, prepare_teacher
@@ -67,41 +74,102 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         lr_scheduler=instantiate(cfg.lr_scheduler) if cfg.get("lr_scheduler") else None,
         teacher_source=teacher.source,
     )
+    resume_from = _resume_from(cfg, run_dir, module)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=instantiate(cfg.logger) if cfg.get("logger") else False
+        cfg.trainer, callbacks=callbacks, logger=_logger(cfg, resume_from), plugins=[AtomicCheckpointIO()]
     )
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
 
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
+    best = _best_checkpoint(trainer)
+    # loads the best student and logs its test metrics next to the training curves
+    trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
     weights_path = atomic_torch_save(module.student.state_dict(), run_dir / "student.pt")
 
+    models = {"teacher": (cfg.teacher.name, teacher.model), "student": (cfg.student.name, module.student)}
+    if cfg.get("baseline"):
+        L.seed_everything(cfg.seed, workers=True)
+        models["baseline"] = (cfg.student.name, _prepare_baseline(cfg, datamodule, run_dir).model)
+    metrics_csv = Path(trainer.logger.log_dir) / "metrics.csv" if trainer.logger else None
+    loss_terms = {name: repr(term) for name, term in module.loss_terms.items()}
+    report = distillation_report(
+        models, datamodule.test_dataloader(), run_dir, metrics_csv,
+        meta={"data": cfg.data._target_.rsplit(".", 1)[-1], "loss": loss_terms, "run_dir": str(run_dir)},
+    )
+    rows = {row["role"]: row for row in report["rows"]}
     summary = {
         "teacher": {
             "name": cfg.teacher.name,
             "source": teacher.source,
             "origin": teacher.origin,
-            "test_accuracy": results.get("test/teacher_acc"),
-            "parameters": count_parameters(teacher.model),
+            "test_accuracy": rows["teacher"]["accuracy"],
+            "parameters": rows["teacher"]["parameters"],
             "sha256": module.teacher_sha256,
         },
         "student": {
             "name": cfg.student.name,
-            "test_accuracy": results.get("test/acc"),
-            "parameters": count_parameters(student),
+            "test_accuracy": rows["student"]["accuracy"],
+            "parameters": rows["student"]["parameters"],
             "checkpoint": best or None,
             "weights": str(weights_path),
         },
-        "agreement": results.get("test/agreement"),
-        "loss": {name: repr(term) for name, term in module.loss_terms.items()},
+        "agreement": rows["student"]["agreement"],
+        "loss": loss_terms,
         "seconds": time.perf_counter() - started,
         "run_dir": str(run_dir),
         "logs": trainer.logger.log_dir if trainer.logger else None,
+        "report": {"json": str(run_dir / "report.json"), "markdown": str(run_dir / "report.md"), **report["figures"]},
     }
+    if "baseline" in rows:
+        summary["baseline"] = {"name": cfg.student.name, "test_accuracy": rows["baseline"]["accuracy"]}
     write_summary(summary, run_dir)
+    print_report(report)
     print("\n" + summary_markdown(summary), flush=True)
     return summary
+
+
+def _resume_from(cfg: DictConfig, run_dir: Path, module: DistillationModule) -> str | None:
+    """The checkpoint to continue from, checked to belong to this teacher; None for a fresh start."""
+    if cfg.get("ckpt_path"):
+        path = Path(cfg.ckpt_path).expanduser()
+    elif cfg.get("resume"):
+        path = run_dir / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            raise DistillError(
+                f"resume=true but {path} does not exist; point hydra.run.dir at the run to continue "
+                "(the directory that holds checkpoints/last.ckpt) or give ckpt_path=PATH"
+            )
+    else:
+        return None
+    recorded = read_checkpoint(path).get("distill", {}).get("teacher_sha256")
+    if recorded and recorded != module.teacher_sha256:
+        raise DistillError(
+            f"checkpoint {path} was trained against another teacher (weights sha256 {recorded[:12]}…, "
+            f"this run's teacher is {module.teacher_sha256[:12]}…); give the same teacher settings to resume"
+        )
+    log.info("Resuming from %s", path)
+    return str(path)
+
+
+def _best_checkpoint(trainer: L.Trainer) -> str:
+    """The path of the best checkpoint by the monitored metric ("" when there is none)."""
+    for callback in trainer.checkpoint_callbacks:
+        if callback.monitor and callback.best_model_path:
+            return callback.best_model_path
+    return ""
+
+
+def _logger(cfg: DictConfig, resume_from: str | None) -> Any:
+    """The configured logger; a resumed run logs into a new version so the first run's logs stay."""
+    if not cfg.get("logger"):
+        return False
+    if resume_from is None or "save_dir" not in cfg.logger:
+        return instantiate(cfg.logger)
+    base = Path(cfg.logger.save_dir) / str(cfg.logger.get("name") or "")
+    n = 1
+    while (base / f"resumed-{n}").exists():
+        n += 1
+    return instantiate(cfg.logger, version=f"resumed-{n}")
 
 
 def _loss_term(node: DictConfig) -> Any:
@@ -124,42 +192,71 @@ def _without(node: DictConfig, keys: set[str]) -> dict[str, Any]:
     return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in keys}
 
 
-def _prepare_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, run_dir: Path) -> PreparedTeacher:
-    spec = None
-    if not cfg.teacher.checkpoint and not cfg.teacher.weights:
-        # everything that determines the trained teacher, so a different setting never reuses it
-        spec = {
-            "model": cfg.teacher.name,
-            "num_classes": datamodule.num_classes,
-            "data": _without(cfg.data, _NOT_IN_TEACHER_KEY),
-            "train": OmegaConf.to_container(cfg.teacher.train, resolve=True),
-            "trainer": _without(cfg.trainer, _NOT_IN_TEACHER_KEY),
-            "seed": cfg.seed,
-        }
+def _trained_first_spec(cfg: DictConfig, datamodule: Any, **what: Any) -> dict[str, Any]:
+    """Everything that determines a model distill trains itself, so a different setting never reuses it."""
+    return {
+        "num_classes": datamodule.num_classes,
+        "data": _without(cfg.data, _NOT_IN_TEACHER_KEY),
+        "trainer": _without(cfg.trainer, _NOT_IN_TEACHER_KEY),
+        "seed": cfg.seed,
+        **{k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v for k, v in what.items()},
+    }
 
-    def train(model):
+
+def _supervised_training(
+    cfg: DictConfig, datamodule: Any, run_dir: Path, name: str, epochs: int, optimizer: Any, lr_scheduler: Any
+) -> Callable[[nn.Module], None]:
+    """A function that trains a model on the labels, on the configured Trainer, logging under ``run_dir/name``."""
+
+    def train(model: nn.Module) -> None:
         trainer = instantiate(
             cfg.trainer,
-            max_epochs=cfg.teacher.train.epochs,
-            logger=L.pytorch.loggers.CSVLogger(run_dir, name="teacher_training", version=""),
+            max_epochs=epochs,
+            logger=L.pytorch.loggers.CSVLogger(run_dir, name=name, version=""),
             callbacks=[],
             enable_checkpointing=False,
         )
         module = SupervisedModule(
             model,
-            optimizer=instantiate(cfg.teacher.train.optimizer),
-            lr_scheduler=instantiate(cfg.teacher.train.lr_scheduler) if cfg.teacher.train.get("lr_scheduler") else None,
+            optimizer=instantiate(optimizer),
+            lr_scheduler=instantiate(lr_scheduler) if lr_scheduler else None,
         )
         trainer.fit(module, datamodule=datamodule)
 
+    return train
+
+
+def _prepare_teacher(cfg: DictConfig, datamodule: Any, run_dir: Path) -> PreparedTeacher:
+    given = cfg.teacher.checkpoint or cfg.teacher.weights
+    schedule = cfg.teacher.train
     return prepare_teacher(
         cfg.teacher.name,
         datamodule.num_classes,
         checkpoint=cfg.teacher.checkpoint,
         weights=cfg.teacher.weights,
-        train=train,
-        cache=TeacherCache(Path(cfg.cache_dir).expanduser() / "teachers") if spec else None,
-        spec=spec,
+        train=_supervised_training(
+            cfg, datamodule, run_dir, "teacher_training", schedule.epochs, schedule.optimizer, schedule.get("lr_scheduler")
+        ),
+        cache=None if given else TeacherCache(Path(cfg.cache_dir).expanduser() / "teachers"),
+        spec=None if given else _trained_first_spec(cfg, datamodule, model=cfg.teacher.name, train=schedule),
+    )
+
+
+def _prepare_baseline(cfg: DictConfig, datamodule: Any, run_dir: Path) -> PreparedTeacher:
+    """The student trained alone on the labels, on the student's budget: trained once, then cached."""
+    epochs = cfg.trainer.max_epochs
+    return prepare_teacher(
+        cfg.student.name,
+        datamodule.num_classes,
+        train=_supervised_training(
+            cfg, datamodule, run_dir, "baseline_training", epochs, cfg.optimizer, cfg.get("lr_scheduler")
+        ),
+        cache=TeacherCache(Path(cfg.cache_dir).expanduser() / "baselines"),
+        spec=_trained_first_spec(
+            cfg, datamodule, model=cfg.student.name, epochs=epochs, optimizer=cfg.optimizer,
+            lr_scheduler=cfg.get("lr_scheduler"),
+        ),
+        role="baseline",
     )
 
 
@@ -167,6 +264,9 @@ def _prepare_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, run_dir
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
+    except SIGTERMException:
+        print("stopped by SIGTERM; resume with resume=true in the same run directory", file=sys.stderr)
+        sys.exit(143)
     except (DistillError, InstantiationException) as error:
         cause = error if isinstance(error, DistillError) else error.__cause__
         if not isinstance(cause, DistillError) or os.environ.get("HYDRA_FULL_ERROR") == "1":

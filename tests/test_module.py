@@ -253,3 +253,11 @@ def test_custom_optimizer_and_scheduler(make_cnn):
     config = module.configure_optimizers()
     assert isinstance(config["optimizer"], torch.optim.AdamW)
     assert isinstance(config["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.StepLR)
+
+
+def test_input_errors_inside_a_term_name_the_term():
+    from distill.losses import MaskedBCE
+
+    module = DistillationModule(nn.Linear(4, 3), nn.Linear(4, 3), {"multi": MaskedBCE()})
+    with pytest.raises(DistillError, match=r"loss term 'multi' \(MaskedBCE\): .*\(2, 3\).*\(2,\)"):
+        module.training_step((torch.randn(2, 4), torch.tensor([0, 1])), 0)

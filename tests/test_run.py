@@ -119,6 +119,11 @@ def test_sweep_trains_the_teacher_once_and_writes_each_job(tmp_path):
         assert Path(summary["student"]["checkpoint"]).is_file()
         assert (run_dir / "checkpoints" / "last.ckpt").is_file()
         assert (run_dir / "logs" / "metrics.csv").is_file()
+        report = json.loads((run_dir / "report.json").read_text())
+        assert [row["role"] for row in report["rows"]] == ["teacher", "student"]
+        assert report["rows"][1]["accuracy"] == summary["student"]["test_accuracy"]
+        for figure in ("learning_curves.png", "reliability.png"):
+            assert (run_dir / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         temperatures.append(summary["loss"]["kd"])
 
         # the student weights load with plain torch into the same torchvision model
@@ -135,12 +140,18 @@ def test_sweep_trains_the_teacher_once_and_writes_each_job(tmp_path):
 
     # a teacher given as a checkpoint: the cached teacher file itself
     teacher_file = next((cache / "teachers").glob("resnet18-*.pt"))
-    result = run_cli(*TINY, f"teacher.checkpoint={teacher_file}", f"hydra.run.dir={tmp_path / 'given'}",
-                     cache=tmp_path / "other-cache", cwd=tmp_path)
+    # and, with baseline=true, the student trained alone (cached like a teacher) in the report
+    result = run_cli(*TINY, f"teacher.checkpoint={teacher_file}", "baseline=true",
+                     f"hydra.run.dir={tmp_path / 'given'}", cache=tmp_path / "other-cache", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "given" / "summary.json").read_text())
     assert summary["teacher"]["origin"] == "checkpoint"
     assert not (tmp_path / "other-cache" / "teachers").exists()
+    assert len(list((tmp_path / "other-cache" / "baselines").glob("mobilenet_v3_small-*.pt"))) == 1
+    report = json.loads((tmp_path / "given" / "report.json").read_text())
+    assert [row["role"] for row in report["rows"]] == ["teacher", "student", "baseline"]
+    assert 0.0 <= summary["baseline"]["test_accuracy"] <= 1.0
+    assert "Distillation report" in result.stdout
 
 
 @pytest.mark.parametrize(

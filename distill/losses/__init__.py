@@ -4,19 +4,36 @@ Pure functions live in :mod:`distill.losses.functional`; the classes here add a
 weight and a config entry (``conf/loss/``).
 """
 
+# relation, contrastive and review terms (trained heads, connectors, memory banks)
+from distill.losses.ab import AB
+
+# feature-based terms (they read intermediate layers)
+from distill.losses.activation_penalty import ActivationPenalty
+from distill.losses.attention_transfer import AttentionTransfer
 from distill.losses.base import LossTerm, StepOutputs
 from distill.losses.bce_kd import BCEKD
+from distill.losses.cc import CC
 from distill.losses.cosine_embedding import CosineEmbedding
+from distill.losses.crd import CRD
 from distill.losses.cross_entropy import CrossEntropy
 from distill.losses.dist import DIST
 from distill.losses.dkd import DKD
+from distill.losses.fitnet import FitNet
+from distill.losses.fsp import FSP
+from distill.losses.ft import FT
 from distill.losses.jsd import JSD
 from distill.losses.kd import KD
 from distill.losses.logit_mse import LogitMSE
 from distill.losses.masked_bce import MaskedBCE
+from distill.losses.nst import NST
+from distill.losses.pkt import PKT
 from distill.losses.reverse_kl import ReverseKL
+from distill.losses.review_kd import ReviewKD
+from distill.losses.rkd import RKD
+from distill.losses.similarity_preserving import SimilarityPreserving
 from distill.losses.soft_target_ce import SoftTargetCE
 from distill.losses.tvd import TVD
+from distill.losses.vid import VID
 
 __all__ = [
     "BCEKD",
@@ -33,4 +50,20 @@ __all__ = [
     "ReverseKL",
     "SoftTargetCE",
     "StepOutputs",
+    # feature-based terms
+    "PKT",
+    "RKD",
+    "ActivationPenalty",
+    "AttentionTransfer",
+    "FitNet",
+    "SimilarityPreserving",
+    # relation, contrastive and review terms
+    "AB",
+    "CC",
+    "CRD",
+    "FSP",
+    "FT",
+    "NST",
+    "VID",
+    "ReviewKD",
 ]

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from distill.losses.base import LossTerm, StepOutputs, check_temperature, require_teacher
+from distill.losses.base import (
+    LossTerm,
+    StepOutputs,
+    check_temperature,
+    require_teacher,
+)
 from distill.losses.functional import bce_kd_loss
 
 

@@ -7,7 +7,12 @@ import math
 from torch import Tensor
 
 from distill.errors import DistillError
-from distill.losses.base import LossTerm, StepOutputs, check_temperature, require_teacher
+from distill.losses.base import (
+    LossTerm,
+    StepOutputs,
+    check_temperature,
+    require_teacher,
+)
 from distill.losses.functional import jsd_loss
 
 

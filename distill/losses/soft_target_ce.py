@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from distill.losses.base import LossTerm, StepOutputs, check_temperature, require_teacher
+from distill.losses.base import (
+    LossTerm,
+    StepOutputs,
+    check_temperature,
+    require_teacher,
+)
 from distill.losses.functional import soft_cross_entropy
 
 

@@ -6,6 +6,7 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -16,19 +17,15 @@ from distill.errors import DistillError
 _MODEL_PREFIXES = ("student.", "model.", "module.")
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Read a state_dict from ``path`` with ``torch.load(weights_only=True)``.
-
-    A Lightning checkpoint's ``state_dict`` entry is taken as is; use
-    :func:`load_weights` to fit it to a model.
-    """
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """Load ``path`` with ``torch.load(weights_only=True)``, turning every failure into one clear line."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise DistillError(f"checkpoint not found: {path}; check the path (it is read relative to the launch directory)")
     if path.stat().st_size == 0:
         raise DistillError(f"checkpoint {path} is empty (0 bytes); the run that wrote it was probably killed, use another file")
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise DistillError(
             f"checkpoint {path} holds objects other than tensors and plain containers, which "
@@ -39,6 +36,15 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
         raise DistillError(
             f"checkpoint {path} cannot be read: it is truncated, corrupt or not a PyTorch file ({_first_line(error)})"
         ) from None
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Read a state_dict from ``path`` (safely, see :func:`read_checkpoint`).
+
+    A Lightning checkpoint's ``state_dict`` entry is taken as is; use
+    :func:`load_weights` to fit it to a model.
+    """
+    content = read_checkpoint(path)
     if isinstance(content, dict) and isinstance(content.get("state_dict"), dict):
         content = content["state_dict"]
     if not isinstance(content, dict) or not all(isinstance(v, Tensor) for v in content.values()):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from distill.models.torchvision_models import build_torchvision_model, check_torchvision_name
+from distill.models.torchvision_models import (
+    build_torchvision_model,
+    check_torchvision_name,
+)
 
 
 def build_model(name: str, num_classes: int, weights: str | None = None) -> nn.Module:

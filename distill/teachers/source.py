@@ -38,13 +38,15 @@ def prepare_teacher(
     train: Callable[[nn.Module], None] | None = None,
     cache: TeacherCache | None = None,
     spec: Mapping[str, Any] | None = None,
+    role: str = "teacher",
 ) -> PreparedTeacher:
     """Build teacher ``name`` and give it its weights.
 
     In order of preference: ``checkpoint`` (a state_dict or Lightning
     checkpoint file), ``weights`` (torchvision pretrained weights), else a
     teacher from ``cache`` trained earlier with the same ``spec``, else a new
-    one trained by ``train`` and stored in ``cache``.
+    one trained by ``train`` and stored in ``cache``. ``role`` names the
+    model in the log ("teacher", or "baseline" for a student trained alone).
     """
     if checkpoint and weights:
         raise DistillError(
@@ -71,13 +73,13 @@ def prepare_teacher(
             try:
                 model = load_weights(build_model(name, num_classes), path)
             except DistillError as error:
-                log.warning("Cached teacher %s is unusable (%s); training it again", path, error)
+                log.warning("Cached %s %s is unusable (%s); training it again", role, path, error)
             else:
-                log.info("Teacher %s reused from the cache: %s", name, path)
-                return PreparedTeacher(model, "cache", f"cached teacher {path}", path)
+                log.info("%s %s reused from the cache: %s", role.capitalize(), name, path)
+                return PreparedTeacher(model, "cache", f"cached {role} {path}", path)
         model = build_model(name, num_classes)
-        log.info("No teacher checkpoint given: training teacher %s first (cached for later runs)", name)
+        log.info("No %s checkpoint given: training %s %s first (cached for later runs)", role, role, name)
         train(model)
         cache.save(model, path, spec)
-        log.info("Teacher %s trained and cached at %s", name, path)
-        return PreparedTeacher(model, "trained", f"teacher trained by distill, cached at {path}", path)
+        log.info("%s %s trained and cached at %s", role.capitalize(), name, path)
+        return PreparedTeacher(model, "trained", f"{role} trained by distill, cached at {path}", path)

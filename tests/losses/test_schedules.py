@@ -32,7 +32,7 @@ def test_term_weight_follows_its_schedule():
 
 
 def test_module_uses_the_scheduled_weight(make_cnn, fast_trainer):
-    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data import DataLoader
 
     from distill import DistillationModule
 

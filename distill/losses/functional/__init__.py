@@ -29,8 +29,32 @@ from distill.losses.functional.logits import (
     soft_cross_entropy,
     tvd_loss,
 )
+from distill.losses.functional.relations import (
+    ab_loss,
+    cc_loss,
+    crd_nce_loss,
+    crd_scores,
+    fsp_loss,
+    fsp_matrix,
+    ft_loss,
+    hcl_loss,
+    nst_loss,
+    taylor_rbf_correlation,
+    vid_loss,
+)
 
 __all__ = [
+    "ab_loss",
+    "cc_loss",
+    "crd_nce_loss",
+    "crd_scores",
+    "fsp_loss",
+    "fsp_matrix",
+    "ft_loss",
+    "hcl_loss",
+    "nst_loss",
+    "taylor_rbf_correlation",
+    "vid_loss",
     "activation_penalty",
     "attention_transfer_loss",
     "hint_loss",

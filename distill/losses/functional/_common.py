@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from torch import Tensor
+
 _REDUCTIONS = ("mean", "sum", "none")
 
 

@@ -198,7 +198,9 @@ def _row_distributions(embedding: Tensor, eps: float) -> Tensor:
 
 
 def pkt_loss(student_embedding: Tensor, teacher_embedding: Tensor, eps: float = 1e-7) -> Tensor:
-    r"""Probabilistic knowledge transfer of Passalis & Tefas, "Learning Deep Representations with Probabilistic Knowledge Transfer" (ECCV 2018).
+    r"""Probabilistic knowledge transfer of Passalis & Tefas (ECCV 2018).
+
+    From "Learning Deep Representations with Probabilistic Knowledge Transfer".
 
     Both embeddings are flattened to ``[B, -1]`` and their rows
     L2-normalised (dividing by the norm plus ``eps``); cosine similarities

@@ -1,0 +1,62 @@
+"""FitNet: Romero et al., "FitNets: Hints for Thin Deep Nets" (ICLR 2015)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from torch import Tensor, nn
+
+from distill.errors import DistillError
+from distill.features import layer_pairs, read_features
+from distill.losses.adapters import build_adapter
+from distill.losses.base import LossTerm, StepOutputs
+from distill.losses.functional import hint_loss
+
+
+class FitNet(LossTerm):
+    """Mean squared error between adapted student features and the teacher's ("hints").
+
+    One adapter (:func:`~distill.losses.adapters.build_adapter`, a 1×1 conv and
+    BatchNorm for feature maps) per layer pair is built from the first batch's
+    shapes and trained with the student. Several pairs are summed.
+
+    Args:
+        student_layer: the student's layer ("guided layer"), or a list of them.
+        teacher_layer: the teacher's layer ("hint"), or a list matched by
+            position; the student's names by default.
+        weight: the term's weight in the total loss.
+    """
+
+    needs_teacher = True
+    needs_build = True
+
+    def __init__(
+        self,
+        student_layer: str | Iterable[str],
+        teacher_layer: str | Iterable[str] | None = None,
+        weight: float = 1.0,
+    ) -> None:
+        super().__init__(weight)
+        self.student_layers, self.teacher_layers = layer_pairs(student_layer, teacher_layer, "FitNet")
+        self.adapters = nn.ModuleList()
+
+    def build(self, outputs: StepOutputs) -> None:
+        students = read_features(outputs.student_features, self.student_layers, "student", "FitNet")
+        teachers = read_features(outputs.teacher_features, self.teacher_layers, "teacher", "FitNet")
+        self.adapters = nn.ModuleList(
+            build_adapter(s.shape, t.shape).to(device=s.device, dtype=s.dtype) for s, t in zip(students, teachers)
+        )
+
+    def compute(self, outputs: StepOutputs) -> Tensor:
+        if len(self.adapters) != len(self.student_layers):
+            raise DistillError(
+                "FitNet's adapters are not built yet: call DistillationModule.build(batch) before "
+                "training by hand (Trainer.fit does it)"
+            )
+        students = read_features(outputs.student_features, self.student_layers, "student", "FitNet")
+        teachers = read_features(outputs.teacher_features, self.teacher_layers, "teacher", "FitNet")
+        return sum(hint_loss(adapter(s), t) for adapter, s, t in zip(self.adapters, students, teachers))
+
+    def extra_repr(self) -> str:
+        layers = f"student_layer={list(self.student_layers)}, teacher_layer={list(self.teacher_layers)}"
+        return f"{layers}, weight={self.weight}"

@@ -1,0 +1,91 @@
+"""The end-of-run report: every model measured on the test set, the table, the plots, the files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from distill.batch import split_batch
+from distill.models.fingerprint import count_parameters
+from distill.report.metrics import (
+    classification_metrics,
+    collect_logits,
+    reliability_bins,
+)
+from distill.report.plots import plot_learning_curves, plot_reliability
+from distill.report.speed import measure_latency, size_on_disk_mb
+from distill.report.table import build_report, write_report
+
+
+def _example_input(dataloader: Any) -> Tensor:
+    parts = split_batch(next(iter(dataloader)))
+    if not parts.args or not isinstance(parts.args[0], Tensor):
+        raise ValueError("latency is measured on tensor inputs; this data passes keyword inputs")
+    return parts.args[0].cpu()
+
+
+def model_row(
+    name: str,
+    role: str,
+    model: nn.Module,
+    logits: Tensor,
+    labels: Tensor | None,
+    teacher_logits: Tensor | None,
+    example_input: Tensor | None,
+) -> dict[str, Any]:
+    """One row of the report: quality from test-set logits, size, and CPU latency at batch 1 and 64."""
+    row: dict[str, Any] = {"name": name, "role": role}
+    row.update(classification_metrics(logits, labels, teacher_logits if role != "teacher" else None))
+    row["parameters"] = count_parameters(model)
+    row["size_mb"] = size_on_disk_mb(model)
+    if example_input is not None:
+        single = measure_latency(model, example_input, batch_size=1)
+        batch = measure_latency(model, example_input, batch_size=64)
+        row.update(
+            latency_b1_ms=single["median_ms"],
+            latency_b64_ms=batch["median_ms"],
+            throughput=batch["throughput"],
+            threads=batch["threads"],
+        )
+    return row
+
+
+def distillation_report(
+    models: Mapping[str, tuple[str, nn.Module]],
+    test_loader: Any,
+    run_dir: str | Path,
+    metrics_csv: str | Path | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Measure ``models`` (role → (name, model); roles ``teacher``, ``student``, ``baseline``) and write the report.
+
+    Writes ``report.json``, ``report.md``, ``reliability.png`` and, given the
+    run's ``metrics.csv``, ``learning_curves.png`` into ``run_dir``; returns the report.
+    """
+    run_dir = Path(run_dir)
+    try:
+        example = _example_input(test_loader)
+    except ValueError:
+        example = None  # keyword inputs (text models): no latency columns
+    logits = {role: collect_logits(model, test_loader) for role, (_, model) in models.items()}
+    teacher_logits = logits["teacher"][0]
+    rows = [
+        model_row(name, role, model, *logits[role], teacher_logits, example)
+        for role, (name, model) in models.items()
+    ]
+    report = build_report(rows, {**(meta or {}), "threads": torch.get_num_threads()})
+
+    figures = {}
+    labels = logits["teacher"][1]
+    if labels is not None:
+        bins = {f"{role}: {name}": reliability_bins(logits[role][0], labels) for role, (name, _) in models.items()}
+        figures["reliability"] = str(plot_reliability(bins, run_dir / "reliability.png"))
+    if metrics_csv is not None and Path(metrics_csv).is_file():
+        figures["learning_curves"] = str(plot_learning_curves(metrics_csv, run_dir / "learning_curves.png"))
+    report["figures"] = figures
+    write_report(report, run_dir)
+    return report

@@ -1,0 +1,71 @@
+"""FSP: flows between layer pairs, adapters for the student's channel counts."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from distill import DistillationModule
+from distill.errors import DistillError
+from distill.losses import FSP, CrossEntropy, StepOutputs
+from distill.losses.functional import fsp_loss
+
+
+def two_training_steps(term, make_cnn, name, batch_size=8):
+    """Build ``term`` in a DistillationModule on a tiny pair and take two SGD steps; check who learns."""
+    torch.manual_seed(0)
+    student, teacher = make_cnn(width=4), make_cnn(width=8)
+    teacher_state = copy.deepcopy(teacher.state_dict())
+    module = DistillationModule(student, teacher, {name: term, "ce": CrossEntropy()})
+    batch = (torch.randn(batch_size, 1, 8, 8), torch.randint(0, 10, (batch_size,)), torch.arange(batch_size))
+    module.build(batch)
+    own = dict(term.named_parameters())
+    own_before = {k: p.detach().clone() for k, p in own.items()}
+    student_before = copy.deepcopy(student.state_dict())
+    optimizer = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=0.01)
+    for step in range(2):
+        optimizer.zero_grad()
+        loss = module.training_step(batch, step)
+        assert loss.ndim == 0 and torch.isfinite(loss)
+        loss.backward()
+        if step == 0:
+            assert [k for k, p in own.items() if p.grad is None] == []
+            assert all(p.grad is None for p in teacher.parameters())
+        optimizer.step()
+    assert [k for k, p in own.items() if torch.equal(own_before[k], p.detach())] == []
+    assert any(not torch.equal(v, student.state_dict()[k]) for k, v in student_before.items())
+    for key, value in teacher.state_dict().items():  # BatchNorm buffers included
+        assert torch.equal(teacher_state[key], value), key
+    return module, batch
+
+
+def test_flags_pairs_and_layers():
+    term = FSP([["layer1", "layer2"], ["layer2", "layer3"]])
+    assert term.needs_build
+    assert term.student_layers == ("layer1", "layer2", "layer3") == term.teacher_layers
+    assert "student_pairs=[['layer1', 'layer2'], ['layer2', 'layer3']]" in repr(term)
+    with pytest.raises(DistillError, match="pairs"):
+        FSP(["layer1", "layer2"])
+    with pytest.raises(DistillError, match="matched by position"):
+        FSP([["a", "b"]], [["a", "b"], ["b", "c"]])
+
+
+def test_trains_adapters_and_student_not_teacher(make_cnn):
+    module, _ = two_training_steps(FSP([["2", "3"]]), make_cnn, "fsp")
+    assert len(module.loss_terms["fsp"].adapters) == 2
+
+
+def test_value_by_hand_and_identity_for_equal_channels():
+    torch.manual_seed(0)
+    s1, s2, t1, t2 = torch.randn(2, 3, 4, 4), torch.randn(2, 4, 2, 2), torch.randn(2, 3, 4, 4), torch.randn(2, 6, 2, 2)
+    outputs = StepOutputs(
+        student=torch.zeros(2, 2), student_features={"a": s1, "b": s2}, teacher_features={"x": t1, "y": t2}
+    )
+    term = FSP([["a", "b"]], [["x", "y"]])
+    term.build(outputs)
+    first, second = term.adapters
+    assert isinstance(first, torch.nn.Identity) and not isinstance(second, torch.nn.Identity)
+    expected = fsp_loss(s1, second(s2), t1, t2)
+    assert term.compute(outputs).item() == pytest.approx(expected.item(), rel=1e-6)
