@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -60,3 +61,39 @@ def fast_trainer(tmp_path):
         return L.Trainer(**options)
 
     return make
+
+
+@pytest.fixture
+def two_training_steps():
+    """Build a term in a DistillationModule on a tiny pair, take two SGD steps, check who learns."""
+    return _two_training_steps
+
+
+def _two_training_steps(term, make_cnn, name, batch_size=8):
+    from distill import DistillationModule
+    from distill.losses import CrossEntropy
+
+    torch.manual_seed(0)
+    student, teacher = make_cnn(width=4), make_cnn(width=8)
+    teacher_state = copy.deepcopy(teacher.state_dict())
+    module = DistillationModule(student, teacher, {name: term, "ce": CrossEntropy()})
+    batch = (torch.randn(batch_size, 1, 8, 8), torch.randint(0, 10, (batch_size,)), torch.arange(batch_size))
+    module.build(batch)
+    own = dict(term.named_parameters())
+    own_before = {k: p.detach().clone() for k, p in own.items()}
+    student_before = copy.deepcopy(student.state_dict())
+    optimizer = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=0.01)
+    for step in range(2):
+        optimizer.zero_grad()
+        loss = module.training_step(batch, step)
+        assert loss.ndim == 0 and torch.isfinite(loss)
+        loss.backward()
+        if step == 0:
+            assert [k for k, p in own.items() if p.grad is None] == []
+            assert all(p.grad is None for p in teacher.parameters())
+        optimizer.step()
+    assert [k for k, p in own.items() if torch.equal(own_before[k], p.detach())] == []
+    assert any(not torch.equal(v, student.state_dict()[k]) for k, v in student_before.items())
+    for key, value in teacher.state_dict().items():  # BatchNorm buffers included
+        assert torch.equal(teacher_state[key], value), key
+    return module, batch
