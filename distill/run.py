@@ -61,6 +61,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     loss = {name: _loss_term(term) for name, term in cfg.loss.items() if term is not None}
     check_model_name(cfg.teacher.name)
     check_model_name(cfg.student.name)
+    if any(term.needs_index for term in loss.values()) and not getattr(datamodule, "with_index", True):
+        log.info("A loss term reads sample indices: the data module adds them to each batch")
+        datamodule.with_index = True
 
     teacher = _prepare_teacher(cfg, datamodule, run_dir)
     # seed again so the student starts the same whether the teacher was trained now or loaded

@@ -77,7 +77,10 @@ def _two_training_steps(term, make_cnn, name, batch_size=8):
     student, teacher = make_cnn(width=4), make_cnn(width=8)
     teacher_state = copy.deepcopy(teacher.state_dict())
     module = DistillationModule(student, teacher, {name: term, "ce": CrossEntropy()})
-    batch = (torch.randn(batch_size, 1, 8, 8), torch.randint(0, 10, (batch_size,)), torch.arange(batch_size))
+    from distill.data import DigitsDataModule
+
+    # real digits at 8×8; the validation split is not shuffled, so indices run 0..batch_size-1
+    batch = next(iter(DigitsDataModule(batch_size=batch_size, image_size=8, channels=1, with_index=True).val_dataloader()))
     module.build(batch)
     own = dict(term.named_parameters())
     own_before = {k: p.detach().clone() for k, p in own.items()}

@@ -40,6 +40,8 @@ class LossTerm(nn.Module, metaclass=abc.ABCMeta):
     needs_labels: bool = False
     #: the term reads the teacher's outputs (False lets training skip the teacher)
     needs_teacher: bool = True
+    #: the term reads each sample's index in the training set (``outputs.index``)
+    needs_index: bool = False
     #: the term compares student and teacher outputs element by element
     compares_outputs: bool = False
 

@@ -33,8 +33,8 @@ class CRD(LossTerm):
     gathers all ranks' samples first, so the banks stay identical.
 
     The term needs each sample's index within the training set
-    (``outputs.index``): with :class:`~distill.data.DigitsDataModule` set
-    ``data.with_index=true``; other data must yield ``(x, y, index)``.
+    (``outputs.index``): ``python -m distill.run`` asks the data module for it
+    (``with_index``); your own data must yield ``(x, y, index)``.
     Negatives are drawn uniformly from all samples, the official code's
     default (its CIFAR script can also draw them from other classes only).
     Outside training (validation) no index is needed and nothing is updated:
@@ -54,6 +54,7 @@ class CRD(LossTerm):
     """
 
     needs_build = True
+    needs_index = True
 
     def __init__(
         self,
