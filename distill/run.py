@@ -7,6 +7,7 @@ Lightning's Trainer, tests both and writes a summary into the run directory.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -19,6 +20,7 @@ import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -27,7 +29,7 @@ from torch import nn
 from distill.checkpoint_io import AtomicCheckpointIO
 from distill.cli_overrides import check_group_overrides
 from distill.errors import DistillError
-from distill.io import atomic_torch_save
+from distill.io import atomic_torch_save, atomic_write_text
 from distill.models import build_model, check_model_name
 from distill.models.checkpoint import read_checkpoint
 from distill.models.torchvision_models import torchvision_model_names
@@ -274,6 +276,12 @@ def main(cfg: DictConfig) -> None:
         cause = error if isinstance(error, DistillError) else error.__cause__
         if not isinstance(cause, DistillError) or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # one bad job of a sweep: record it for the sweep summary and let the others run
+            run_dir = Path(HydraConfig.get().runtime.output_dir)
+            atomic_write_text(run_dir / "failed.json", json.dumps({"error": str(cause)}) + "\n")
+            print(f"error: {cause}", file=sys.stderr, flush=True)
+            return
         _fail(cause)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib
 import json
 import os
@@ -99,15 +100,25 @@ def test_print_composed_config(tmp_path):
 def test_sweep_trains_the_teacher_once_and_writes_each_job(tmp_path):
     cache = tmp_path / "cache"
     sweep_dir = tmp_path / "sweep"
+    # temperature 0 is a mistake: that job fails with its one-line error, the others still run
     result = run_cli(
-        "-m", "loss.kd.temperature=1,4", *TINY, f"hydra.sweep.dir={sweep_dir}", cache=cache, cwd=tmp_path
+        "-m", "loss.kd.temperature=0,1,4", *TINY, f"hydra.sweep.dir={sweep_dir}", cache=cache, cwd=tmp_path
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 1, result.stderr[-3000:]
     log = result.stdout + result.stderr
     assert log.count("trained and cached") == 1 and log.count("reused from the cache") == 1
+    assert "error: KD: temperature must be a finite number > 0, got 0.0" in result.stderr
+    assert "error: 1 of 3 jobs failed" in result.stderr
+
+    rows = list(csv.DictReader(open(sweep_dir / "summary.csv")))
+    assert [r["status"] for r in rows] == ["ok", "ok", "failed"]
+    assert rows[-1]["job"] == "0" and "temperature must be" in rows[-1]["error"]
+    accuracies = [float(r["student_accuracy"]) for r in rows[:2]]
+    assert accuracies == sorted(accuracies, reverse=True) and rows[0]["best"] == "True"
+    assert "**best**" in (sweep_dir / "summary.md").read_text()
 
     temperatures = []
-    for job in ("0", "1"):
+    for job in ("1", "2"):
         run_dir = sweep_dir / job
         summary = json.loads((run_dir / "summary.json").read_text())
         assert (run_dir / "summary.md").read_text().startswith("# Distillation summary")

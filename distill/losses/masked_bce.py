@@ -16,7 +16,9 @@ class MaskedBCE(LossTerm):
     """Binary cross-entropy of the student's logits against multi-label targets.
 
     Targets are 0/1 per class, with ``ignore_value`` where the label is unknown;
-    those entries are left out of the loss and of the mean.
+    those entries are left out of the loss and of the mean. Integer class labels
+    (one per sample, as single-label data gives) are read as one-hot targets:
+    one binary one-vs-rest task per class.
 
     Args:
         weight: the term's weight in the total loss.
@@ -53,6 +55,8 @@ class MaskedBCE(LossTerm):
                 f"MaskedBCE: pos_weight has {self.pos_weight.numel()} entries but the student "
                 f"predicts {outputs.student.shape[-1]} classes; give one weight per class"
             )
+        if not labels.is_floating_point() and labels.dim() == outputs.student.dim() - 1:
+            labels = torch.nn.functional.one_hot(labels, outputs.student.shape[-1]).float()
         return masked_bce_with_logits(outputs.student, labels, self.ignore_value, self.pos_weight)
 
     def extra_repr(self) -> str:

@@ -48,3 +48,18 @@ def test_constructor_rejects_bad_values(kwargs):
 def test_missing_labels_are_reported():
     with pytest.raises(DistillError, match="labels"):
         MaskedBCE().compute(StepOutputs(student=torch.zeros(1, 3)))
+
+
+def test_integer_class_labels_are_one_vs_rest_targets():
+    import math
+
+    from distill.losses import MaskedBCE, StepOutputs
+
+    logits = torch.tensor([[0.0, 0.0, 0.0]])
+    # one-hot [0, 1, 0]: every entry has BCE ln 2 at logit 0
+    value = MaskedBCE().compute(StepOutputs(student=logits, labels=torch.tensor([1])))
+    assert value.item() == pytest.approx(math.log(2.0))
+    logits = torch.tensor([[2.0, -1.0]])
+    expected = (math.log(1 + math.exp(-2.0)) + math.log(1 + math.exp(-1.0))) / 2  # label 0: [1, 0]
+    value = MaskedBCE().compute(StepOutputs(student=logits, labels=torch.tensor([0])))
+    assert value.item() == pytest.approx(expected, rel=1e-6)
