@@ -168,13 +168,22 @@ def _logger(cfg: DictConfig, resume_from: str | None) -> Any:
     """The configured logger; a resumed run logs into a new version so the first run's logs stay."""
     if not cfg.get("logger"):
         return False
-    if resume_from is None or "save_dir" not in cfg.logger:
-        return instantiate(cfg.logger)
-    base = Path(cfg.logger.save_dir) / str(cfg.logger.get("name") or "")
-    n = 1
-    while (base / f"resumed-{n}").exists():
-        n += 1
-    return instantiate(cfg.logger, version=f"resumed-{n}")
+    options = {}
+    if resume_from is not None and "version" in cfg.logger:
+        base = Path(cfg.logger.save_dir) / str(cfg.logger.get("name") or "")
+        n = 1
+        while (base / f"resumed-{n}").exists():
+            n += 1
+        options["version"] = f"resumed-{n}"
+    try:
+        return instantiate(cfg.logger, **options)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, ImportError):
+            raise DistillError(
+                f"the logger {cfg.logger._target_.rsplit('.', 1)[-1]} needs a package that is not installed "
+                f"({_first_line(error.__cause__)}); pip install 'distill[loggers]' or use logger=csv"
+            ) from None
+        raise
 
 
 def _loss_term(node: DictConfig) -> Any:
@@ -283,6 +292,11 @@ def main(cfg: DictConfig) -> None:
             print(f"error: {cause}", file=sys.stderr, flush=True)
             return
         _fail(cause)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def _fail(error: DistillError) -> None:

@@ -1,0 +1,42 @@
+"""logger=csv|tensorboard|mlflow|wandb: each works when its package is installed, else says how to get it."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+TINY = [
+    "teacher=resnet18", "student=mobilenet_v3_small", "data.image_size=8", "trainer.max_epochs=1",
+    "teacher.train.epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+    "+trainer.limit_test_batches=1", "trainer.enable_progress_bar=false",
+]
+#: logger option -> (the package it needs, a file or folder it writes in the run directory)
+LOGGERS = {
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "mlflow": ("mlflow", "mlruns"),
+    "wandb": ("wandb", "wandb"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOGGERS))
+def test_optional_logger(name, tmp_path):
+    package, written = LOGGERS[name]
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
+    result = subprocess.run(
+        [sys.executable, "-m", "distill.run", *TINY, f"logger={name}", f"hydra.run.dir={run_dir}"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    if importlib.util.find_spec(package) is None:
+        assert result.returncode == 2
+        assert "needs a package that is not installed" in result.stderr
+        assert "pip install 'distill[loggers]' or use logger=csv" in result.stderr
+        assert "Traceback" not in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert (run_dir / written).exists()
+        assert (run_dir / "report.json").is_file()

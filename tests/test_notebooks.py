@@ -1,0 +1,23 @@
+"""The quick-start notebook runs top to bottom."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
+
+
+def test_quickstart_runs_top_to_bottom(tmp_path):
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "teacher accuracy" in text and "student accuracy" in text
+    shown = "".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs) + text
+    assert "Distillation report" in shown
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # the reliability diagram is shown
+    assert (tmp_path / "quickstart-report" / "report.md").is_file()
