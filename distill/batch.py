@@ -69,6 +69,19 @@ def forward_logits(model: nn.Module, batch: Batch) -> Tensor:
     return output_logits(model(*batch.args, **batch.kwargs))
 
 
+def forward_logits_checked(model: nn.Module, batch: Batch, role: str) -> Tensor:
+    """:func:`forward_logits` for a first batch: a failure becomes a clear error naming the input shapes."""
+    try:
+        return forward_logits(model, batch)
+    except RuntimeError as error:  # on a first batch, most likely data that does not fit the model
+        shapes = [tuple(a.shape) for a in (*batch.args, *batch.kwargs.values()) if isinstance(a, Tensor)]
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DistillError(
+            f"the {role} cannot run on a batch of shape {', '.join(map(str, shapes))}: {message}; "
+            "check that the data's channels and image size fit the model (e.g. data.channels=3)"
+        ) from error
+
+
 def output_logits(output: Any) -> Tensor:
     if isinstance(output, Tensor):
         return output

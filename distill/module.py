@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from distill.batch import Batch, forward_logits, split_batch
+from distill.batch import Batch, forward_logits, forward_logits_checked, split_batch
 from distill.errors import DistillError
 from distill.features import FeatureCapture
 from distill.losses.base import LossTerm, StepOutputs
@@ -96,19 +96,24 @@ class DistillationModule(L.LightningModule):
     def _run_models(self, batch: Any, with_teacher: bool) -> StepOutputs:
         parts = split_batch(batch)
         outputs = StepOutputs(
-            student=forward_logits(self.student, parts), labels=parts.labels, index=parts.index
+            student=self._forward(self.student, parts, "student"), labels=parts.labels, index=parts.index
         )
         if self._student_capture:
             outputs.student_features = self._student_capture.collect()
         if with_teacher:
             with torch.no_grad():
-                outputs.teacher = forward_logits(self.teacher, parts)
+                outputs.teacher = self._forward(self.teacher, parts, "teacher")
             if self._teacher_capture:
                 outputs.teacher_features = self._teacher_capture.collect()
         if not self._outputs_checked:
             self._check_outputs(outputs, parts)
             self._outputs_checked = True
         return outputs
+
+    def _forward(self, model: nn.Module, parts: Batch, role: str) -> Tensor:
+        if self._outputs_checked:
+            return forward_logits(model, parts)
+        return forward_logits_checked(model, parts, role)
 
     def _check_outputs(self, outputs: StepOutputs, parts: Batch) -> None:
         """Catch model-pair and data mistakes on the first batch, with messages that name them."""

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import (
+    MisconfigurationException,
+    SIGTERMException,
+)
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from distill.checkpoint_io import AtomicCheckpointIO
-from distill.cli_overrides import check_group_overrides
+from distill.cli_overrides import check_group_overrides, check_output_dir
 from distill.errors import DistillError
 from distill.io import atomic_torch_save, atomic_write_text
 from distill.models import build_model, check_model_name
@@ -63,6 +67,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     loss = {name: _loss_term(term) for name, term in cfg.loss.items() if term is not None}
     check_model_name(cfg.teacher.name)
     check_model_name(cfg.student.name)
+    _make_trainer(cfg, logger=False, callbacks=[], enable_checkpointing=False)  # trainer settings
     if any(term.needs_index for term in loss.values()) and not getattr(datamodule, "with_index", True):
         log.info("A loss term reads sample indices: the data module adds them to each batch")
         datamodule.with_index = True
@@ -81,9 +86,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     resume_from = _resume_from(cfg, run_dir, module)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=_logger(cfg, resume_from), plugins=[AtomicCheckpointIO()]
-    )
+    trainer = _make_trainer(cfg, callbacks=callbacks, logger=_logger(cfg, resume_from), plugins=[AtomicCheckpointIO()])
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
 
     best = _best_checkpoint(trainer)
@@ -156,6 +159,19 @@ def _resume_from(cfg: DictConfig, run_dir: Path, module: DistillationModule) -> 
     return str(path)
 
 
+def _make_trainer(cfg: DictConfig, **options: Any) -> L.Trainer:
+    """The configured Trainer; settings Lightning rejects (devices, accelerator) become one clear line."""
+    try:
+        return instantiate(cfg.trainer, **options)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, (MisconfigurationException, ValueError, TypeError)):
+            raise DistillError(
+                f"the trainer settings do not work here: {_first_line(error.__cause__)}; "
+                "check trainer.accelerator, trainer.devices and trainer.precision"
+            ) from None
+        raise
+
+
 def _best_checkpoint(trainer: L.Trainer) -> str:
     """The path of the best checkpoint by the monitored metric ("" when there is none)."""
     for callback in trainer.checkpoint_callbacks:
@@ -223,8 +239,8 @@ def _supervised_training(
     """A function that trains a model on the labels, on the configured Trainer, logging under ``run_dir/name``."""
 
     def train(model: nn.Module) -> None:
-        trainer = instantiate(
-            cfg.trainer,
+        trainer = _make_trainer(
+            cfg,
             max_epochs=epochs,
             logger=L.pytorch.loggers.CSVLogger(run_dir, name=name, version=""),
             callbacks=[],
@@ -306,8 +322,11 @@ def _fail(error: DistillError) -> None:
 
 def cli() -> None:
     """Console entry point (``distill-run``) and ``python -m distill.run``."""
+    # Lightning's own deprecation notice about torch internals, printed at every step otherwise
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     try:
         sys.argv[1:] = check_group_overrides(sys.argv[1:], config_dir(), torchvision_model_names)
+        check_output_dir(sys.argv[1:])
     except DistillError as error:
         _fail(error)
     main()

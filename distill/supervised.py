@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from distill.batch import forward_logits, split_batch
+from distill.batch import forward_logits, forward_logits_checked, split_batch
 from distill.errors import DistillError
 from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
 
@@ -27,6 +27,7 @@ class SupervisedModule(L.LightningModule):
         self.model = model
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
+        self._checked = False
         self.val_acc = MeanMetric()
         self.test_acc = MeanMetric()
 
@@ -37,7 +38,11 @@ class SupervisedModule(L.LightningModule):
         parts = split_batch(batch)
         if parts.labels is None:
             raise DistillError("training a model without a teacher needs labels, but the batch has none")
-        return forward_logits(self.model, parts), parts.labels
+        if self._checked:
+            return forward_logits(self.model, parts), parts.labels
+        logits = forward_logits_checked(self.model, parts, "model")
+        self._checked = True
+        return logits, parts.labels
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         logits, labels = self._logits_and_labels(batch)

@@ -1,0 +1,116 @@
+"""The real command line on bad inputs: exit code 2, one clear `error:` line naming the value and
+the fix, no traceback, and no earlier output of the run directory overwritten."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+from torchvision import models
+
+TINY = [
+    "teacher=resnet18", "student=mobilenet_v3_small", "data.image_size=8", "trainer.max_epochs=1",
+    "teacher.train.epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+    "+trainer.limit_test_batches=1", "trainer.enable_progress_bar=false",
+]
+#: what an earlier successful run left in the directory; none of it may change
+EARLIER = {"summary.json": b'{"earlier": true}', "student.pt": b"earlier weights", "checkpoints/best.ckpt": b"earlier"}
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("checkpoints")
+    good = models.resnet18(num_classes=10).state_dict()
+    torch.save(good, root / "good.pt")
+    (root / "empty.pt").write_bytes(b"")
+    data = (root / "good.pt").read_bytes()
+    (root / "truncated.pt").write_bytes(data[: len(data) // 3])
+    torch.save(models.mobilenet_v3_small(num_classes=10).state_dict(), root / "other_model.pt")
+    torch.save(models.resnet18(num_classes=5).state_dict(), root / "five_classes.pt")
+    with open(root / "pickle.pt", "wb") as handle:
+        pickle.dump({"state_dict": Payload()}, handle)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")  # shared, so the tiny teacher is trained once
+
+
+CASES = {
+    "unknown teacher": (["teacher=resnt50"], "unknown teacher 'resnt50' (did you mean resnet50"),
+    "unknown student": (["student=resnt18"], "unknown student 'resnt18' (did you mean resnet18"),
+    "unknown loss": (["loss=kdd"], "unknown loss 'kdd' (did you mean kd"),
+    "unknown data": (["data=digitz"], "unknown data 'digitz' (did you mean digits"),
+    "unknown trainer": (["trainer=defualt"], "unknown trainer 'defualt' (did you mean default"),
+    "unknown experiment": (["experiment=quik"], "unknown experiment 'quik' (did you mean quick"),
+    "unknown model name": (["teacher.name=resnet5"], "unknown torchvision model 'resnet5' (did you mean resnet50"),
+    "misspelt layer": (["student=resnet18", "loss=fitnet", "loss.fitnet.student_layer=layr2"], "student has no layer 'layr2' (did you mean layer2"),
+    "teacher with other class count": (["teacher.checkpoint={files}/five_classes.pt"], "fc.weight: checkpoint (5, 512) vs model (10, 512)"),
+    "temperature zero": (["loss.kd.temperature=0"], "temperature must be a finite number > 0, got 0.0"),
+    "temperature negative": (["loss.kd.temperature=-2"], "temperature must be a finite number > 0, got -2.0"),
+    "temperature nan": (["loss.kd.temperature=nan"], "temperature must be a finite number > 0, got nan"),
+    "negative weight": (["loss.kd.weight=-1"], "weight must be a finite number >= 0, got -1.0"),
+    "nan weight": (["loss.ce.weight=nan"], "weight must be a finite number >= 0, got nan"),
+    "labels needed, none given": (["data.labels=false", "teacher.checkpoint={files}/good.pt"], "loss term 'ce' (CrossEntropy) needs labels"),
+    "missing checkpoint": (["teacher.checkpoint={files}/nope.pt"], "checkpoint not found"),
+    "empty checkpoint": (["teacher.checkpoint={files}/empty.pt"], "is empty (0 bytes)"),
+    "truncated checkpoint": (["teacher.checkpoint={files}/truncated.pt"], "truncated, corrupt or not a PyTorch file"),
+    "other architecture": (["teacher.checkpoint={files}/other_model.pt"], "does not fit ResNet"),
+    "pickled objects": (["teacher.checkpoint={files}/pickle.pt"], "does not unpickle because that can run arbitrary code"),
+    "pretrained weights for other classes": (["teacher.weights=DEFAULT"], "predict 1000 classes but the data has 10"),
+    "unknown weights": (["teacher.weights=IMAGENET"], "unknown weights 'IMAGENET' for resnet18"),
+    "batch size zero": (["data.batch_size=0"], "data.batch_size must be at least 1, got 0"),
+    "split fractions": (["data.val_fraction=0.9"], "must be in (0, 1) and sum to less than 1"),
+    "label smoothing": (["+loss.ce.label_smoothing=1.5"], "label_smoothing must be in [0, 1), got 1.5"),
+    "no GPU here": (["trainer.accelerator=gpu"], "the trainer settings do not work here"),
+    "zero devices": (["trainer.devices=0"], "the trainer settings do not work here"),
+    "wrong channel count": (["data.channels=1", "teacher.checkpoint={files}/good.pt"], "cannot run on a batch of shape (64, 1, 8, 8)"),
+    "unwritable cache": (["cache_dir=/proc/distill-cache"], "cannot create the cache directory /proc/distill-cache/teachers"),
+    "nothing to resume": (["resume=true"], "resume=true but"),
+    "unwritable output directory": (["hydra.run.dir=/proc/distill-run"], "cannot write the run's outputs to /proc/distill-run"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input(case, files, cache, tmp_path):
+    args, message = CASES[case]
+    args = [a.format(files=files) for a in args]
+    run_dir = tmp_path / "run"
+    for name, content in EARLIER.items():
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_bytes(content)
+    if not any(a.startswith("hydra.run.dir=") for a in args):
+        args.append(f"hydra.run.dir={run_dir}")
+    env = {**os.environ, "DISTILL_CACHE_DIR": str(cache)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "distill.run", *TINY, *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert len(errors[0]) < 600
+    for name, content in EARLIER.items():
+        assert (run_dir / name).read_bytes() == content, f"{name} was overwritten"
+    assert "this must never run" not in result.stdout
+
+
+def test_full_error_shows_the_traceback(files, cache, tmp_path):
+    env = {**os.environ, "DISTILL_CACHE_DIR": str(cache), "HYDRA_FULL_ERROR": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "distill.run", *TINY, "loss.kd.temperature=0", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode != 0 and "Traceback" in result.stderr
