@@ -34,7 +34,7 @@ from distill.checkpoint_io import AtomicCheckpointIO
 from distill.cli_overrides import check_group_overrides, check_output_dir
 from distill.errors import DistillError
 from distill.io import atomic_torch_save, atomic_write_text
-from distill.models import build_model, check_model_name
+from distill.models import build_model, check_model_name, weights_sha256
 from distill.models.checkpoint import read_checkpoint
 from distill.models.torchvision_models import torchvision_model_names
 from distill.module import DistillationModule
@@ -112,7 +112,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "origin": teacher.origin,
             "test_accuracy": rows["teacher"]["accuracy"],
             "parameters": rows["teacher"]["parameters"],
+            # hashed when the module was built and again now: equal, or on_fit_end would have failed
             "sha256": module.teacher_sha256,
+            "sha256_after": weights_sha256(teacher.model),
         },
         "student": {
             "name": cfg.student.name,

@@ -1,0 +1,95 @@
+"""Export a saved student: ``python -m distill.export checkpoint=PATH format=torchscript|onnx|state_dict [out=FILE]``.
+
+Writes the student alone (no teacher, no adapters), loads the file back and
+checks on a batch of test data that it computes what the PyTorch student
+computes: the largest absolute difference of the outputs is printed, recorded
+in ``<out>.json`` and must stay within the tolerance (1e-5 for TorchScript and
+state_dict, 1e-4 for ONNX; ``tolerance=`` to change it), else the job fails
+and writes nothing. The model and the input size are read from the run's
+``.hydra/config.yaml`` next to the checkpoint (``model=``, ``image_size=``,
+``channels=``, ``num_classes=`` override them). ONNX needs
+``pip install 'distill[export]'``. See ``conf/export.yaml`` for every setting.
+
+The exporting itself is :func:`distill.exporting.export_model`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig
+
+from distill.errors import DistillError
+from distill.evaluate import check_command_line, command_line_keys, load_saved_model
+from distill.evaluation import evaluation_loader, example_input
+from distill.exporting import check_format, default_filename, export_model
+from distill.run import _fail, config_dir
+
+__all__ = ["cli", "export_saved", "main"]
+
+
+def export_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.PathLike) -> dict[str, Any]:
+    """The whole job on a composed ``conf/export.yaml``: rebuild the model, export it, check it.
+
+    ``overrides`` is the command line (it says which of the run's data settings
+    ``cfg`` replaces); without ``out=`` the file goes into ``out_dir``.
+    """
+    fmt = check_format(cfg.format)  # a missing onnx fails before anything is loaded
+    saved = load_saved_model(cfg, command_line_keys(overrides))
+    example = example_input(evaluation_loader(saved.datamodule))
+    if example is None:
+        raise DistillError("export needs tensor inputs; this data passes keyword inputs to the model")
+    out = Path(str(cfg.out)).expanduser() if cfg.get("out") else Path(out_dir) / default_filename(saved.name, fmt)
+    meta = {
+        "checkpoint": str(saved.checkpoint.resolve()),
+        "run_dir": str(saved.run_dir) if saved.run_dir is not None else None,
+        "model": saved.name,
+        "role": saved.role,
+        "num_classes": saved.num_classes,
+    }
+    return export_model(
+        saved.model, fmt, out, example, tolerance=cfg.get("tolerance"), name=saved.name,
+        num_classes=saved.num_classes, meta=meta,
+    )
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="export")
+def main(cfg: DictConfig) -> None:
+    try:
+        hydra_cfg = HydraConfig.get()
+        result = export_saved(cfg, hydra_cfg.overrides.task, hydra_cfg.runtime.output_dir)
+    except (DistillError, InstantiationException) as error:
+        cause = error if isinstance(error, DistillError) else error.__cause__
+        if not isinstance(cause, DistillError) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        _fail(cause)
+        return
+    meta = result["meta"]
+    print(
+        f"exported {meta['model']} ({meta['role']}) as {result['format']} to {result['path']}\n"
+        f"checked on test batches of {' and '.join(str(b) for b in result['batch_sizes'])} inputs of shape "
+        f"{result['input_shape'][1:]}: max |exported - PyTorch| = {result['max_abs_diff']:.3g} "
+        f"<= tolerance {result['tolerance']:g}\n"
+        f"record: {result['record']}",
+        flush=True,
+    )
+
+
+def cli() -> None:
+    """``python -m distill.export``."""
+    try:
+        check_command_line(sys.argv[1:], "distill.export")
+    except DistillError as error:
+        _fail(error)
+    main()
+
+
+if __name__ == "__main__":
+    cli()
