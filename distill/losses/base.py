@@ -66,6 +66,14 @@ class LossTerm(nn.Module, metaclass=abc.ABCMeta):
     def compute(self, outputs: StepOutputs) -> Tensor:
         """Return the unweighted scalar value of the term."""
 
+    def per_sample(self, outputs: StepOutputs) -> Tensor | None:
+        """One unweighted value per sample (``[B, ...]``), or ``None`` when the term has no such form.
+
+        Terms that compare samples with each other (relations, contrastive
+        banks) or read whole batches return ``None``.
+        """
+        return None
+
     def build(self, outputs: StepOutputs) -> None:
         """Create parameters (adapters, heads) from the shapes in a first batch's outputs.
 

@@ -34,5 +34,9 @@ class BCEKD(LossTerm):
         teacher = require_teacher(outputs, "BCEKD")
         return bce_kd_loss(outputs.student, teacher, self.temperature)
 
+    def per_sample(self, outputs: StepOutputs) -> Tensor:
+        teacher = require_teacher(outputs, "BCEKD")
+        return bce_kd_loss(outputs.student, teacher, self.temperature, reduction="none")
+
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, weight={self.weight}"

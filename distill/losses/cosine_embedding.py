@@ -26,3 +26,7 @@ class CosineEmbedding(LossTerm):
 
     def compute(self, outputs: StepOutputs) -> Tensor:
         return cosine_loss(outputs.student, require_teacher(outputs, "CosineEmbedding"), dim=self.dim)
+
+    def per_sample(self, outputs: StepOutputs) -> Tensor:
+        teacher = require_teacher(outputs, "CosineEmbedding")
+        return cosine_loss(outputs.student, teacher, dim=self.dim, reduction="none")

@@ -42,6 +42,13 @@ class CrossEntropy(LossTerm):
         self.register_buffer("class_weights", weights, persistent=False)
 
     def compute(self, outputs: StepOutputs) -> Tensor:
+        return self._cross_entropy(outputs, "mean")
+
+    def per_sample(self, outputs: StepOutputs) -> Tensor | None:
+        """``w[y] * ce`` per sample: with class weights their plain mean differs from the weighted mean."""
+        return None if outputs.labels is None else self._cross_entropy(outputs, "none")
+
+    def _cross_entropy(self, outputs: StepOutputs, reduction: str) -> Tensor:
         labels = require_labels(outputs, "CrossEntropy")
         logits = outputs.student.float()
         if self.class_weights is not None and self.class_weights.numel() != logits.shape[1]:
@@ -50,7 +57,7 @@ class CrossEntropy(LossTerm):
                 f"student predicts {logits.shape[1]} classes; give one weight per class"
             )
         return F.cross_entropy(
-            logits, labels, weight=self.class_weights, label_smoothing=self.label_smoothing
+            logits, labels, weight=self.class_weights, label_smoothing=self.label_smoothing, reduction=reduction
         )
 
     def extra_repr(self) -> str:

@@ -50,5 +50,9 @@ class JSD(LossTerm):
         teacher = require_teacher(outputs, "JSD")
         return jsd_loss(outputs.student, teacher, self.beta, self.temperature, dim=self.dim)
 
+
+    def per_sample(self, outputs: StepOutputs) -> Tensor:
+        teacher = require_teacher(outputs, "JSD")
+        return jsd_loss(outputs.student, teacher, self.beta, self.temperature, dim=self.dim, reduction="none")
     def extra_repr(self) -> str:
         return f"beta={self.beta}, temperature={self.temperature}, weight={self.weight}"

@@ -33,5 +33,9 @@ class KD(LossTerm):
         teacher = require_teacher(outputs, "KD")
         return kd_loss(outputs.student, teacher, self.temperature, dim=self.dim)
 
+    def per_sample(self, outputs: StepOutputs) -> Tensor:
+        teacher = require_teacher(outputs, "KD")
+        return kd_loss(outputs.student, teacher, self.temperature, dim=self.dim, reduction="none")
+
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, weight={self.weight}"

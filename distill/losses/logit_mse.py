@@ -19,3 +19,6 @@ class LogitMSE(LossTerm):
 
     def compute(self, outputs: StepOutputs) -> Tensor:
         return logit_mse_loss(outputs.student, require_teacher(outputs, "LogitMSE"))
+
+    def per_sample(self, outputs: StepOutputs) -> Tensor:
+        return logit_mse_loss(outputs.student, require_teacher(outputs, "LogitMSE"), reduction="none")

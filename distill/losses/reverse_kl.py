@@ -36,5 +36,9 @@ class ReverseKL(LossTerm):
         teacher = require_teacher(outputs, "ReverseKL")
         return reverse_kl_loss(outputs.student, teacher, self.temperature, dim=self.dim)
 
+
+    def per_sample(self, outputs: StepOutputs) -> Tensor:
+        teacher = require_teacher(outputs, "ReverseKL")
+        return reverse_kl_loss(outputs.student, teacher, self.temperature, dim=self.dim, reduction="none")
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, weight={self.weight}"

@@ -40,5 +40,11 @@ class SoftTargetCE(LossTerm):
         student = outputs.student.float() / self.temperature
         return soft_cross_entropy(student, soft_targets, dim=self.dim) * self.temperature**2
 
+    def per_sample(self, outputs: StepOutputs) -> Tensor:
+        teacher = require_teacher(outputs, "SoftTargetCE")
+        soft_targets = F.softmax(teacher.float() / self.temperature, dim=self.dim)
+        student = outputs.student.float() / self.temperature
+        return soft_cross_entropy(student, soft_targets, dim=self.dim, reduction="none") * self.temperature**2
+
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, weight={self.weight}"

@@ -8,15 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities import move_data_to_device
 from torch import Tensor
 
 from distill.batch import forward_logits, split_batch
 from distill.errors import DistillError
 from distill.io import atomic_write_text
-from distill.losses import KD, CrossEntropy, LogitMSE
-from distill.losses.functional import kd_loss, logit_mse_loss
+from distill.losses.base import StepOutputs
 
 if TYPE_CHECKING:
     from distill.module import DistillationModule
@@ -27,23 +25,10 @@ def _per_sample(values: Tensor) -> Tensor:
     return values.reshape(len(values), -1).mean(dim=1) if values.dim() > 1 else values
 
 
-def _term_values(term: Any, student: Tensor, teacher: Tensor, labels: Tensor | None) -> Tensor | None:
-    """One unweighted value per sample of a loss term, or ``None`` when it has no per-sample form here."""
-    kind = type(term)
-    if kind is KD:
-        return _per_sample(kd_loss(student, teacher, term.temperature, dim=term.dim, reduction="none"))
-    if kind is CrossEntropy:
-        if labels is None:
-            return None
-        return _per_sample(
-            F.cross_entropy(
-                student.float(), labels, weight=term.class_weights,
-                label_smoothing=term.label_smoothing, reduction="none",
-            )
-        )
-    if kind is LogitMSE:
-        return _per_sample(logit_mse_loss(student, teacher, reduction="none"))
-    return None
+def _term_values(term: Any, outputs: StepOutputs) -> Tensor | None:
+    """One unweighted value per sample of a loss term, or ``None`` when it has no per-sample form."""
+    values = term.per_sample(outputs)
+    return None if values is None else _per_sample(values)
 
 
 def per_sample_losses(module: DistillationModule, dataloader: Any) -> dict[str, Tensor]:
@@ -61,19 +46,14 @@ def per_sample_losses(module: DistillationModule, dataloader: Any) -> dict[str, 
     - ``disagreement``: 1 where the two arg-maxes differ, else 0;
     - ``loss/<name>``: the unweighted value of loss term ``<name>`` for the sample.
 
-    Per-sample values exist for :class:`~distill.losses.KD` (``kd_loss`` with
-    the term's temperature, ``reduction="none"``),
-    :class:`~distill.losses.CrossEntropy` (``F.cross_entropy`` with its
-    label smoothing and class weights, ``reduction="none"``; only with
-    labels) and :class:`~distill.losses.LogitMSE` (``logit_mse_loss``
-    averaged over the classes). Every other
-    term, including subclasses of these three (which may compute something
-    else), is left out: a term that compares whole batches (e.g. DIST's
-    correlations) or reads features has no per-sample value it could be
-    checked against. The mean of a column equals the term's value on the
-    whole set, except for CrossEntropy with ``class_weights``, whose batch
-    value is the mean weighted by the labels' class weights,
-    ``sum(w[y] * ce) / sum(w[y])``, while the column holds ``w[y] * ce``.
+    Per-sample values come from each term's :meth:`~distill.losses.LossTerm.per_sample`
+    (KD, CrossEntropy, LogitMSE, ReverseKL, JSD, TVD, SoftTargetCE, BCEKD,
+    CosineEmbedding), averaged over any non-batch dimensions; terms that compare
+    samples with each other (DIST, RKD, CRD, ...) or read features have none and
+    are left out. The mean of a column equals the term's value on the whole
+    set, except for CrossEntropy with ``class_weights``, whose batch value is
+    the mean weighted by the labels' class weights, ``sum(w[y] * ce) / sum(w[y])``,
+    while the column holds ``w[y] * ce``.
     """
     device = module.device
     student, teacher = module.student, module.teacher
@@ -113,8 +93,9 @@ def per_sample_losses(module: DistillationModule, dataloader: Any) -> dict[str, 
                 }
                 if parts.labels is not None:
                     row["label"] = parts.labels
+                outputs = StepOutputs(student=s_logits, teacher=t_logits, labels=parts.labels, index=parts.index)
                 for name, term in module.loss_terms.items():
-                    values = _term_values(term, s_logits, t_logits, parts.labels)
+                    values = _term_values(term, outputs)
                     if values is not None:
                         row[f"loss/{name}"] = values
                 for key, value in row.items():

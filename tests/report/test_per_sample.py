@@ -11,7 +11,19 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from distill.data.tensor_dataset import TensorClassificationDataset
 from distill.errors import DistillError
-from distill.losses import DIST, KD, CrossEntropy, LogitMSE, StepOutputs
+from distill.losses import (
+    BCEKD,
+    DIST,
+    JSD,
+    KD,
+    TVD,
+    CosineEmbedding,
+    CrossEntropy,
+    LogitMSE,
+    ReverseKL,
+    SoftTargetCE,
+    StepOutputs,
+)
 from distill.module import DistillationModule
 from distill.report.per_sample import per_sample_losses, write_per_sample_csv
 
@@ -121,3 +133,31 @@ def test_write_per_sample_csv(module, data, tmp_path):
     assert float(rows[7]["loss/kd"]) == pytest.approx(values["loss/kd"][7].item())
     with pytest.raises(DistillError, match="differ in length"):
         write_per_sample_csv({"a": torch.zeros(2), "b": torch.zeros(3)}, tmp_path / "bad.csv")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: KD(temperature=2.0),
+        lambda: ReverseKL(temperature=2.0),
+        lambda: JSD(beta=0.3, temperature=2.0),
+        lambda: TVD(temperature=2.0),
+        lambda: SoftTargetCE(temperature=2.0),
+        lambda: BCEKD(temperature=2.0),
+        lambda: CosineEmbedding(),
+        lambda: LogitMSE(),
+        lambda: CrossEntropy(label_smoothing=0.1),
+    ],
+)
+def test_every_per_sample_form_averages_to_the_terms_value(make):
+    torch.manual_seed(0)
+    outputs = StepOutputs(student=torch.randn(6, 5), teacher=torch.randn(6, 5) * 2, labels=torch.randint(0, 5, (6,)))
+    term = make()
+    values = term.per_sample(outputs)
+    assert values.shape[0] == 6
+    assert values.reshape(6, -1).mean(1).mean().item() == pytest.approx(term.compute(outputs).item(), rel=1e-5)
+
+
+def test_relational_terms_have_no_per_sample_form():
+    outputs = StepOutputs(student=torch.randn(4, 3), teacher=torch.randn(4, 3))
+    assert DIST().per_sample(outputs) is None
