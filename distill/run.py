@@ -98,7 +98,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("baseline"):
         L.seed_everything(cfg.seed, workers=True)
         models["baseline"] = (cfg.student.name, _prepare_baseline(cfg, datamodule, run_dir).model)
-    metrics_csv = Path(trainer.logger.log_dir) / "metrics.csv" if trainer.logger else None
+    log_dir = getattr(trainer.logger, "log_dir", None)  # None for loggers that keep no local folder
+    metrics_csv = Path(log_dir) / "metrics.csv" if log_dir else None
     loss_terms = {name: repr(term) for name, term in module.loss_terms.items()}
     report = distillation_report(
         models, datamodule.test_dataloader(), run_dir, metrics_csv,
@@ -127,7 +128,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "loss": loss_terms,
         "seconds": time.perf_counter() - started,
         "run_dir": str(run_dir),
-        "logs": trainer.logger.log_dir if trainer.logger else None,
+        "logs": log_dir,
         "report": {"json": str(run_dir / "report.json"), "markdown": str(run_dir / "report.md"), **report["figures"]},
     }
     if "baseline" in rows:

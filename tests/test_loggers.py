@@ -17,7 +17,7 @@ TINY = [
 #: logger option -> (the package it needs, a file or folder it writes in the run directory)
 LOGGERS = {
     "tensorboard": ("tensorboard", "tensorboard"),
-    "mlflow": ("mlflow", "mlruns"),
+    "mlflow": ("mlflow", "mlflow.db"),
     "wandb": ("wandb", "wandb"),
 }
 
