@@ -101,9 +101,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     log_dir = getattr(trainer.logger, "log_dir", None)  # None for loggers that keep no local folder
     metrics_csv = Path(log_dir) / "metrics.csv" if log_dir else None
     loss_terms = {name: repr(term) for name, term in module.loss_terms.items()}
+    # hashed when the module was built and again now: equal, or on_fit_end would have failed
+    teacher_hashes = {"teacher_sha256_before": module.teacher_sha256, "teacher_sha256_after": weights_sha256(teacher.model)}
     report = distillation_report(
         models, datamodule.test_dataloader(), run_dir, metrics_csv,
-        meta={"data": cfg.data._target_.rsplit(".", 1)[-1], "loss": loss_terms, "run_dir": str(run_dir)},
+        meta={"data": cfg.data._target_.rsplit(".", 1)[-1], "loss": loss_terms, "run_dir": str(run_dir), **teacher_hashes},
     )
     rows = {row["role"]: row for row in report["rows"]}
     summary = {
@@ -113,9 +115,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "origin": teacher.origin,
             "test_accuracy": rows["teacher"]["accuracy"],
             "parameters": rows["teacher"]["parameters"],
-            # hashed when the module was built and again now: equal, or on_fit_end would have failed
-            "sha256": module.teacher_sha256,
-            "sha256_after": weights_sha256(teacher.model),
+            "sha256": teacher_hashes["teacher_sha256_before"],
+            "sha256_after": teacher_hashes["teacher_sha256_after"],
         },
         "student": {
             "name": cfg.student.name,

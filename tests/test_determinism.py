@@ -33,6 +33,8 @@ def test_two_runs_with_one_seed_are_identical(tmp_path):
         assert summaries[0][key] == summaries[1][key]
     assert summaries[0]["student"]["test_accuracy"] == summaries[1]["student"]["test_accuracy"]
     assert summaries[0]["teacher"]["sha256"] == summaries[1]["teacher"]["sha256"] == summaries[1]["teacher"]["sha256_after"]
+    report = json.loads((tmp_path / "second" / "report.json").read_text())
+    assert report["meta"]["teacher_sha256_before"] == report["meta"]["teacher_sha256_after"] == summaries[1]["teacher"]["sha256"]
     assert weights[0].keys() == weights[1].keys()
     for key in weights[0]:
         assert torch.equal(weights[0][key], weights[1][key]), key
