@@ -44,7 +44,8 @@ def check_group_overrides(
             result += [f"{group}=torchvision", f"{group}.name={unknown[0]}"]
             continue
         bad = unknown[0]
-        hint = close_matches(bad, [*options, *(model_names() if group in MODEL_GROUPS else [])])
+        candidates = dict.fromkeys([*options, *(model_names() if group in MODEL_GROUPS else [])])
+        hint = close_matches(bad, candidates)
         raise DistillError(
             f"unknown {group} '{bad}'{hint}; available: {', '.join(o for o in options if o != 'torchvision')}"
             + (" or any torchvision classification model name" if group in MODEL_GROUPS else "")

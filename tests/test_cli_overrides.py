@@ -41,3 +41,10 @@ def test_unknown_options_name_the_close_matches(arg, message):
     with pytest.raises(DistillError) as error:
         check_group_overrides([arg], CONF, names)
     assert message in str(error.value)
+
+
+def test_suggestions_are_not_repeated():
+    with pytest.raises(DistillError) as error:
+        check_group_overrides(["teacher=resnt50"], CONF, names)
+    hint = str(error.value).split("(did you mean ")[1].split("?)")[0].split(", ")
+    assert len(hint) == len(set(hint)) and hint[0] == "resnet50"
