@@ -35,6 +35,9 @@ class DistillationModule(L.LightningModule):
         class_dim: the class dimension of the outputs (1 as in ``F.cross_entropy``).
         teacher_source: where the teacher came from (a path, a weights name, ...),
             recorded in checkpoints next to the hash of the teacher's weights.
+        log_grad_norms: a diagnostic: log the norm of each weighted term's gradient on the
+            student's parameters (``train/grad_norm/<name>``), to see which term dominates or
+            explodes. Costs one extra backward pass per term and step.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class DistillationModule(L.LightningModule):
         lr_scheduler: SchedulerFactory | None = None,
         class_dim: int = 1,
         teacher_source: str | None = None,
+        log_grad_norms: bool = False,
     ) -> None:
         super().__init__()
         self.student = student
@@ -58,6 +62,7 @@ class DistillationModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.class_dim = class_dim
+        self.log_grad_norms = log_grad_norms
         self.needs_teacher = any(term.needs_teacher for term in self.loss_terms.values())
         terms = list(self.loss_terms.values())
         # hooks are registered once, here, on exactly the layers the terms read
@@ -203,10 +208,22 @@ class DistillationModule(L.LightningModule):
                 "or clip gradients (trainer.gradient_clip_val=1.0)"
             )
         batch_size = len(outputs.student)
+        if self.log_grad_norms:
+            self._log_term_grad_norms(values, batch_size)
         self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
         for name, value in values.items():
             self.log(f"train/loss/{name}", value, batch_size=batch_size)
         return total
+
+    def _log_term_grad_norms(self, values: Mapping[str, Tensor], batch_size: int) -> None:
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        for name, value in values.items():
+            if not value.requires_grad:
+                continue
+            weighted = self.loss_terms[name].weight_at(self.current_epoch) * value
+            grads = torch.autograd.grad(weighted, params, retain_graph=True, allow_unused=True)
+            norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))
+            self.log(f"train/grad_norm/{name}", norm, batch_size=batch_size)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "val")

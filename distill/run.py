@@ -83,6 +83,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         optimizer=instantiate(cfg.optimizer),
         lr_scheduler=instantiate(cfg.lr_scheduler) if cfg.get("lr_scheduler") else None,
         teacher_source=teacher.source,
+        log_grad_norms=bool(cfg.get("log_grad_norms", False)),
     )
     resume_from = _resume_from(cfg, run_dir, module)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
@@ -268,6 +269,7 @@ def _prepare_teacher(cfg: DictConfig, datamodule: Any, run_dir: Path) -> Prepare
         datamodule.num_classes,
         checkpoint=cfg.teacher.checkpoint,
         weights=cfg.teacher.weights,
+        trusted_checkpoint=bool(cfg.teacher.get("trusted_checkpoint", False)),
         train=_supervised_training(
             cfg, datamodule, run_dir, "teacher_training", schedule.epochs, schedule.optimizer, schedule.get("lr_scheduler")
         ),

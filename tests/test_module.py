@@ -261,3 +261,22 @@ def test_input_errors_inside_a_term_name_the_term():
     module = DistillationModule(nn.Linear(4, 3), nn.Linear(4, 3), {"multi": MaskedBCE()})
     with pytest.raises(DistillError, match=r"loss term 'multi' \(MaskedBCE\): .*\(2, 3\).*\(2, 5\)"):
         module.training_step((torch.randn(2, 4), torch.zeros(2, 5)), 0)
+
+
+def test_grad_norm_diagnostic_logs_each_weighted_terms_gradient_norm(make_cnn):
+    torch.manual_seed(0)
+    student = make_cnn()
+    module = DistillationModule(
+        student, make_cnn(), {"kd": KD(2.0, weight=0.5), "ce": CrossEntropy(weight=2.0)}, log_grad_norms=True
+    )
+    logged = {}
+    module.log = lambda name, value, **kwargs: logged.__setitem__(name, value)
+    batch = (torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,)))
+    module.training_step(batch, 0)
+
+    outputs = module._run_models(batch, with_teacher=True)
+    for name, weight in (("kd", 0.5), ("ce", 2.0)):
+        student.zero_grad()
+        (weight * module.loss_terms[name](outputs)).backward(retain_graph=True)
+        expected = torch.sqrt(sum((p.grad**2).sum() for p in student.parameters() if p.grad is not None))
+        assert logged[f"train/grad_norm/{name}"].item() == pytest.approx(expected.item(), rel=1e-4)

@@ -152,7 +152,8 @@ def test_sweep_trains_the_teacher_once_and_writes_each_job(tmp_path):
     # a teacher given as a checkpoint: the cached teacher file itself
     teacher_file = next((cache / "teachers").glob("resnet18-*.pt"))
     # and, with baseline=true, the student trained alone (cached like a teacher) in the report
-    result = run_cli(*TINY, f"teacher.checkpoint={teacher_file}", "baseline=true",
+    result = run_cli(*TINY, f"teacher.checkpoint={teacher_file}", "baseline=true", "log_grad_norms=true",
+                     "trainer.log_every_n_steps=1",
                      f"hydra.run.dir={tmp_path / 'given'}", cache=tmp_path / "other-cache", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "given" / "summary.json").read_text())
@@ -163,6 +164,8 @@ def test_sweep_trains_the_teacher_once_and_writes_each_job(tmp_path):
     assert [row["role"] for row in report["rows"]] == ["teacher", "student", "baseline"]
     assert 0.0 <= summary["baseline"]["test_accuracy"] <= 1.0
     assert "Distillation report" in result.stdout
+    header = (tmp_path / "given" / "logs" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/grad_norm/kd" in header and "train/grad_norm/ce" in header
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import zipfile
@@ -13,24 +14,32 @@ from torch import Tensor, nn
 
 from distill.errors import DistillError
 
+log = logging.getLogger(__name__)
+
 # prefixes under which distill's Lightning modules keep the model they train
 _MODEL_PREFIXES = ("student.", "model.", "module.")
 
 
-def read_checkpoint(path: str | os.PathLike) -> Any:
-    """Load ``path`` with ``torch.load(weights_only=True)``, turning every failure into one clear line."""
+def read_checkpoint(path: str | os.PathLike, trusted: bool = False) -> Any:
+    """Load ``path`` with ``torch.load(weights_only=True)``, turning every failure into one clear line.
+
+    ``trusted=True`` unpickles whatever the file holds (``weights_only=False``): only
+    for files from a source you trust, since unpickling can run arbitrary code.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise DistillError(f"checkpoint not found: {path}; check the path (it is read relative to the launch directory)")
     if path.stat().st_size == 0:
         raise DistillError(f"checkpoint {path} is empty (0 bytes); the run that wrote it was probably killed, use another file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        if trusted:
+            log.warning("Loading %s with full unpickling (trusted checkpoint): it can run arbitrary code", path)
+        return torch.load(path, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as error:
         raise DistillError(
             f"checkpoint {path} holds objects other than tensors and plain containers, which "
             f"distill does not unpickle because that can run arbitrary code ({_first_line(error)}); "
-            "save model.state_dict() instead"
+            "save model.state_dict() instead, or, only if you trust the file, set teacher.trusted_checkpoint=true"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
         raise DistillError(
@@ -38,13 +47,13 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         ) from None
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+def read_state_dict(path: str | os.PathLike, trusted: bool = False) -> dict[str, Tensor]:
     """Read a state_dict from ``path`` (safely, see :func:`read_checkpoint`).
 
     A Lightning checkpoint's ``state_dict`` entry is taken as is; use
     :func:`load_weights` to fit it to a model.
     """
-    content = read_checkpoint(path)
+    content = read_checkpoint(path, trusted)
     if isinstance(content, dict) and isinstance(content.get("state_dict"), dict):
         content = content["state_dict"]
     if not isinstance(content, dict) or not all(isinstance(v, Tensor) for v in content.values()):
@@ -55,13 +64,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     return content
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+def load_weights(model: nn.Module, path: str | os.PathLike, trusted: bool = False) -> nn.Module:
     """Load the weights in ``path`` into ``model`` and return it.
 
     Accepts the model's own ``state_dict`` and Lightning checkpoints written by
     distill (whose keys start with ``student.`` or ``model.``).
     """
-    state = _strip_prefix(read_state_dict(path), set(model.state_dict()))
+    state = _strip_prefix(read_state_dict(path, trusted), set(model.state_dict()))
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -39,6 +39,7 @@ def prepare_teacher(
     cache: TeacherCache | None = None,
     spec: Mapping[str, Any] | None = None,
     role: str = "teacher",
+    trusted_checkpoint: bool = False,
 ) -> PreparedTeacher:
     """Build teacher ``name`` and give it its weights.
 
@@ -47,13 +48,15 @@ def prepare_teacher(
     teacher from ``cache`` trained earlier with the same ``spec``, else a new
     one trained by ``train`` and stored in ``cache``. ``role`` names the
     model in the log ("teacher", or "baseline" for a student trained alone).
+    ``trusted_checkpoint`` loads a checkpoint that holds more than tensors
+    (full unpickling: only for files you trust).
     """
     if checkpoint and weights:
         raise DistillError(
             f"give the teacher either a checkpoint ({checkpoint}) or pretrained weights ({weights}), not both"
         )
     if checkpoint:
-        model = load_weights(build_model(name, num_classes), checkpoint)
+        model = load_weights(build_model(name, num_classes), checkpoint, trusted=trusted_checkpoint)
         path = Path(checkpoint).expanduser().resolve()
         log.info("Teacher %s loaded from checkpoint %s", name, path)
         return PreparedTeacher(model, "checkpoint", f"checkpoint {path}", path)

@@ -78,3 +78,13 @@ def test_not_a_state_dict(tmp_path):
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(DistillError, match="is not a state_dict"):
         read_state_dict(tmp_path / "list.pt")
+
+
+def test_checkpoint_with_other_objects_loads_only_when_trusted(tmp_path):
+    import argparse
+
+    source = net()
+    torch.save({"state_dict": source.state_dict(), "args": argparse.Namespace(lr=0.1)}, tmp_path / "c.ckpt")
+    with pytest.raises(DistillError, match="only if you trust the file, set teacher.trusted_checkpoint=true"):
+        load_weights(net(), tmp_path / "c.ckpt")
+    assert same_weights(load_weights(net(), tmp_path / "c.ckpt", trusted=True), source)
