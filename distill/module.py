@@ -17,6 +17,7 @@ from distill.features import FeatureCapture
 from distill.losses.base import LossTerm, StepOutputs
 from distill.models.fingerprint import weights_sha256
 from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
+from distill.rng import rng_states, set_rng_states
 
 
 class DistillationModule(L.LightningModule):
@@ -280,7 +281,14 @@ class DistillationModule(L.LightningModule):
         checkpoint["distill"] = {
             "teacher_source": self.teacher_source,
             "teacher_sha256": self.teacher_sha256,
+            # so a resumed run draws the same shuffles (and dropout masks) as an uninterrupted one
+            "rng": rng_states(),
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("distill", {}).get("rng")
+        if states is not None and self._trainer is not None and self.trainer.state.fn == "fit":
+            set_rng_states(states)
 
     # -- optimisation --------------------------------------------------------------
     def configure_optimizers(self) -> Any:

@@ -79,3 +79,39 @@ def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
     saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["global_step"] > first
     assert not list((run_dir / "checkpoints").glob("*.tmp"))
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
+    """SIGKILL in the middle of an epoch, resume=true: the final student equals an uninterrupted run's."""
+    cache = tmp_path / "cache"
+    env = {**os.environ, "DISTILL_CACHE_DIR": str(cache)}
+    args = [a for a in TINY if "limit_train_batches" not in a] + ["trainer.max_epochs=3", "seed=5"]
+    whole = subprocess.run([sys.executable, "-m", "distill.run", *args, f"hydra.run.dir={tmp_path / 'whole'}"],
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    run_dir = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "distill.run", *args, f"hydra.run.dir={run_dir}"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        last = run_dir / "checkpoints" / "last.ckpt"
+        deadline = time.time() + 300
+        while not (last.exists() and torch.load(last, weights_only=True)["epoch"] >= 0):
+            assert process.poll() is None and time.time() < deadline, "run ended before its first checkpoint"
+            time.sleep(0.05)
+        time.sleep(0.3)  # inside the second epoch
+        process.kill()
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert torch.load(last, weights_only=True)["epoch"] < 2, "the run finished before it was killed"
+
+    resumed = subprocess.run([sys.executable, "-m", "distill.run", *args, "resume=true", f"hydra.run.dir={run_dir}"],
+                             env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    reference = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["epoch"] == reference["epoch"] == 2
+    assert final["state_dict"].keys() == reference["state_dict"].keys()
+    for key, value in reference["state_dict"].items():
+        assert torch.equal(final["state_dict"][key], value), key
