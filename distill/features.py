@@ -21,8 +21,9 @@ def _first_tensor(output: Any) -> Tensor:
 class FeatureCapture:
     """Keeps the outputs of the named submodules of ``model`` from its latest forward pass.
 
-    Hooks are registered once, here; each forward pass overwrites the stored
-    outputs, and :meth:`clear` drops them so no activation outlives its step.
+    Hooks are registered once, here (and again by :meth:`attach` after
+    :meth:`remove`); each forward pass overwrites the stored outputs, and
+    :meth:`collect` hands them over and forgets them, so no activation outlives its step.
 
     Args:
         model: the model to watch.
@@ -42,8 +43,18 @@ class FeatureCapture:
                     f"{role} has no layer '{layer}'{close_matches(layer, [n for n in names if n], n=5)}; "
                     f"list the layers with `python -m distill.layers {role}=NAME`"
                 )
-            self._handles.append(names[layer].register_forward_hook(self._hook(layer)))
         self.layers = list(dict.fromkeys(layers))
+        self._modules = {layer: names[layer] for layer in self.layers}
+        self.attach()
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._handles)
+
+    def attach(self) -> None:
+        """Register the hooks (once; a no-op while they are registered)."""
+        if not self._handles:
+            self._handles = [m.register_forward_hook(self._hook(layer)) for layer, m in self._modules.items()]
 
     def _hook(self, layer: str):
         def store(module: nn.Module, inputs: Any, output: Any) -> None:

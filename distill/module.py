@@ -100,6 +100,9 @@ class DistillationModule(L.LightningModule):
         return self.student(*args, **kwargs)
 
     def _run_models(self, batch: Any, with_teacher: bool) -> StepOutputs:
+        for capture in (self._student_capture, self._teacher_capture):
+            if capture is not None:
+                capture.attach()  # after teardown, when used again by hand
         parts = split_batch(batch)
         outputs = StepOutputs(
             student=self._forward(self.student, parts, "student"), labels=parts.labels, index=parts.index
@@ -172,6 +175,12 @@ class DistillationModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit" and not self._built:
             self.build(next(iter(_train_dataloader(self.trainer))))
+
+    def teardown(self, stage: str) -> None:
+        # the hooks go with the run: a teacher shared by many modules must not collect them
+        for capture in (self._student_capture, self._teacher_capture):
+            if capture is not None:
+                capture.remove()
 
     # -- loss ------------------------------------------------------------------
     def _loss_terms(self, outputs: StepOutputs, skip_unlabeled: bool) -> dict[str, Tensor]:
