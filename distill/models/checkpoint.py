@@ -35,11 +35,11 @@ def read_checkpoint(path: str | os.PathLike, trusted: bool = False) -> Any:
         if trusted:
             log.warning("Loading %s with full unpickling (trusted checkpoint): it can run arbitrary code", path)
         return torch.load(path, map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError as error:
+    except pickle.UnpicklingError:
         raise DistillError(
             f"checkpoint {path} holds objects other than tensors and plain containers, which "
-            f"distill does not unpickle because that can run arbitrary code ({_first_line(error)}); "
-            "save model.state_dict() instead, or, only if you trust the file, set teacher.trusted_checkpoint=true"
+            "distill does not unpickle because that can run arbitrary code; save model.state_dict() "
+            "instead, or, only if you trust the file, set teacher.trusted_checkpoint=true"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
         raise DistillError(
