@@ -35,6 +35,7 @@ from distill.cli_overrides import check_group_overrides, check_output_dir
 from distill.errors import DistillError
 from distill.io import atomic_torch_save, atomic_write_text
 from distill.models import build_model, check_model_name, weights_sha256
+from distill.models.factory import model_options
 from distill.models.checkpoint import read_checkpoint
 from distill.models.torchvision_models import torchvision_model_names
 from distill.module import DistillationModule
@@ -75,7 +76,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     teacher = _prepare_teacher(cfg, datamodule, run_dir)
     # seed again so the student starts the same whether the teacher was trained now or loaded
     L.seed_everything(cfg.seed, workers=True)
-    student = build_model(cfg.student.name, num_classes)
+    student = build_model(cfg.student.name, num_classes, **_options(cfg.student))
     module = DistillationModule(
         student,
         teacher.model,
@@ -261,6 +262,15 @@ def _supervised_training(
     return train
 
 
+def _options(model_config: DictConfig) -> dict[str, Any]:
+    return model_options(OmegaConf.to_container(model_config, resolve=True))
+
+
+def _extra(**entries: Any) -> dict[str, Any]:
+    """Entries that are not empty: a spec without options stays the same key as before they existed."""
+    return {k: v for k, v in entries.items() if v}
+
+
 def _prepare_teacher(cfg: DictConfig, datamodule: Any, run_dir: Path) -> PreparedTeacher:
     given = cfg.teacher.checkpoint or cfg.teacher.weights
     schedule = cfg.teacher.train
@@ -270,11 +280,14 @@ def _prepare_teacher(cfg: DictConfig, datamodule: Any, run_dir: Path) -> Prepare
         checkpoint=cfg.teacher.checkpoint,
         weights=cfg.teacher.weights,
         trusted_checkpoint=bool(cfg.teacher.get("trusted_checkpoint", False)),
+        options=_options(cfg.teacher),
         train=_supervised_training(
             cfg, datamodule, run_dir, "teacher_training", schedule.epochs, schedule.optimizer, schedule.get("lr_scheduler")
         ),
         cache=None if given else TeacherCache(Path(cfg.cache_dir).expanduser() / "teachers"),
-        spec=None if given else _trained_first_spec(cfg, datamodule, model=cfg.teacher.name, train=schedule),
+        spec=None if given else _trained_first_spec(
+            cfg, datamodule, model=cfg.teacher.name, train=schedule, **_extra(options=_options(cfg.teacher))
+        ),
     )
 
 
@@ -284,13 +297,14 @@ def _prepare_baseline(cfg: DictConfig, datamodule: Any, run_dir: Path) -> Prepar
     return prepare_teacher(
         cfg.student.name,
         datamodule.num_classes,
+        options=_options(cfg.student),
         train=_supervised_training(
             cfg, datamodule, run_dir, "baseline_training", epochs, cfg.optimizer, cfg.get("lr_scheduler")
         ),
         cache=TeacherCache(Path(cfg.cache_dir).expanduser() / "baselines"),
         spec=_trained_first_spec(
             cfg, datamodule, model=cfg.student.name, epochs=epochs, optimizer=cfg.optimizer,
-            lr_scheduler=cfg.get("lr_scheduler"),
+            lr_scheduler=cfg.get("lr_scheduler"), **_extra(options=_options(cfg.student)),
         ),
         role="baseline",
     )

@@ -37,7 +37,7 @@ def test_cli_lists_layers_and_reports_unknown_models():
     assert not [name for name in imported if name.split(".")[0] == "hydra"], "the CLI must not import Hydra"
 
     assert bad.returncode == 2 and bad_out == ""
-    assert bad_err.count("\n") == 1 and bad_err.startswith("error: unknown torchvision model 'resnt18'")
+    assert bad_err.count("\n") == 1 and bad_err.startswith("error: unknown model 'resnt18'")
     assert "resnet18" in bad_err  # the close match
 
 

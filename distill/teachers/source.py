@@ -40,6 +40,7 @@ def prepare_teacher(
     spec: Mapping[str, Any] | None = None,
     role: str = "teacher",
     trusted_checkpoint: bool = False,
+    options: Mapping[str, Any] | None = None,
 ) -> PreparedTeacher:
     """Build teacher ``name`` and give it its weights.
 
@@ -49,19 +50,21 @@ def prepare_teacher(
     one trained by ``train`` and stored in ``cache``. ``role`` names the
     model in the log ("teacher", or "baseline" for a student trained alone).
     ``trusted_checkpoint`` loads a checkpoint that holds more than tensors
-    (full unpickling: only for files you trust).
+    (full unpickling: only for files you trust). ``options`` go to
+    :func:`~distill.models.build_model` (e.g. a Hugging Face model's ``path``).
     """
+    options = dict(options or {})
     if checkpoint and weights:
         raise DistillError(
             f"give the teacher either a checkpoint ({checkpoint}) or pretrained weights ({weights}), not both"
         )
     if checkpoint:
-        model = load_weights(build_model(name, num_classes), checkpoint, trusted=trusted_checkpoint)
+        model = load_weights(build_model(name, num_classes, **options), checkpoint, trusted=trusted_checkpoint)
         path = Path(checkpoint).expanduser().resolve()
         log.info("Teacher %s loaded from checkpoint %s", name, path)
         return PreparedTeacher(model, "checkpoint", f"checkpoint {path}", path)
     if weights:
-        model = build_model(name, num_classes, weights=weights)
+        model = build_model(name, num_classes, weights=weights, **options)
         log.info("Teacher %s loaded with pretrained weights %s", name, weights)
         return PreparedTeacher(model, "weights", f"torchvision weights {name}:{weights}")
     if train is None or cache is None or spec is None:
@@ -74,13 +77,13 @@ def prepare_teacher(
     with cache.locked(path):
         if path.exists():
             try:
-                model = load_weights(build_model(name, num_classes), path)
+                model = load_weights(build_model(name, num_classes, **options), path)
             except DistillError as error:
                 log.warning("Cached %s %s is unusable (%s); training it again", role, path, error)
             else:
                 log.info("%s %s reused from the cache: %s", role.capitalize(), name, path)
                 return PreparedTeacher(model, "cache", f"cached {role} {path}", path)
-        model = build_model(name, num_classes)
+        model = build_model(name, num_classes, **options)
         log.info("No %s checkpoint given: training %s %s first (cached for later runs)", role, role, name)
         train(model)
         cache.save(model, path, spec)

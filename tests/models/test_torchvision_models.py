@@ -14,7 +14,7 @@ def test_any_torchvision_classifier_by_name():
 
 
 def test_unknown_name_lists_close_matches():
-    with pytest.raises(DistillError, match=r"unknown torchvision model 'resnet5'.*did you mean.*resnet50"):
+    with pytest.raises(DistillError, match=r"unknown model 'resnet5'.*did you mean.*resnet50"):
         build_model("resnet5", num_classes=10)
 
 
