@@ -55,7 +55,10 @@ def check_group_overrides(
 
 def check_output_dir(argv: Sequence[str]) -> None:
     """Fail early when the run or sweep directory cannot be made (Hydra would show a traceback)."""
-    targets = [arg.partition("=")[2] for arg in argv if arg.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
+    # Lightning's DDP launcher passes the run directory of the first rank in double quotes
+    targets = [
+        arg.partition("=")[2].strip('"') for arg in argv if arg.startswith(("hydra.run.dir=", "hydra.sweep.dir="))
+    ]
     for target in targets:
         path = Path(target).expanduser()
         try:

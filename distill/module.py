@@ -15,9 +15,11 @@ from distill.batch import Batch, forward_logits, forward_logits_checked, split_b
 from distill.errors import DistillError
 from distill.features import FeatureCapture
 from distill.losses.base import LossTerm, StepOutputs
+from distill.models.casting import CastInputs
 from distill.models.fingerprint import weights_sha256
 from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
 from distill.rng import rng_states, set_rng_states
+from distill.teachers.output_cache import TeacherOutputCache
 
 
 class DistillationModule(L.LightningModule):
@@ -39,6 +41,12 @@ class DistillationModule(L.LightningModule):
         log_grad_norms: a diagnostic: log the norm of each weighted term's gradient on the
             student's parameters (``train/grad_norm/<name>``), to see which term dominates or
             explodes. Costs one extra backward pass per term and step.
+        teacher_outputs: a :class:`~distill.teachers.TeacherOutputCache` of the teacher's
+            outputs on the training set; training steps then read them by sample index
+            (the batches must carry indices) instead of running the teacher.
+        teacher_dtype: keep the teacher's weights in this dtype (``torch.bfloat16`` or
+            ``torch.float16``) to halve its memory; its inputs are cast to it and its
+            outputs back to float32.
     """
 
     def __init__(
@@ -51,8 +59,13 @@ class DistillationModule(L.LightningModule):
         class_dim: int = 1,
         teacher_source: str | None = None,
         log_grad_norms: bool = False,
+        teacher_outputs: TeacherOutputCache | None = None,
+        teacher_dtype: torch.dtype | str | None = None,
     ) -> None:
         super().__init__()
+        self.teacher_dtype = _dtype(teacher_dtype)
+        if self.teacher_dtype is not None:
+            teacher.to(self.teacher_dtype)
         self.student = student
         self.loss_terms = nn.ModuleDict(_as_term_dict(loss))
         # Kept outside the module tree on purpose: the teacher's parameters never
@@ -64,6 +77,7 @@ class DistillationModule(L.LightningModule):
         self.lr_scheduler_factory = lr_scheduler
         self.class_dim = class_dim
         self.log_grad_norms = log_grad_norms
+        self.teacher_outputs = teacher_outputs
         self.needs_teacher = any(term.needs_teacher for term in self.loss_terms.values())
         terms = list(self.loss_terms.values())
         # hooks are registered once, here, on exactly the layers the terms read
@@ -99,7 +113,7 @@ class DistillationModule(L.LightningModule):
         """The student's forward pass: the distilled model is the student."""
         return self.student(*args, **kwargs)
 
-    def _run_models(self, batch: Any, with_teacher: bool) -> StepOutputs:
+    def _run_models(self, batch: Any, with_teacher: bool, from_cache: bool = False) -> StepOutputs:
         for capture in (self._student_capture, self._teacher_capture):
             if capture is not None:
                 capture.attach()  # after teardown, when used again by hand
@@ -109,7 +123,9 @@ class DistillationModule(L.LightningModule):
         )
         if self._student_capture:
             outputs.student_features = self._student_capture.collect()
-        if with_teacher:
+        if with_teacher and from_cache and self.teacher_outputs is not None:
+            self._read_cached_teacher(outputs)
+        elif with_teacher:
             with torch.no_grad():
                 outputs.teacher = self._forward(self.teacher, parts, "teacher")
             if self._teacher_capture:
@@ -119,10 +135,27 @@ class DistillationModule(L.LightningModule):
             self._outputs_checked = True
         return outputs
 
+    def _read_cached_teacher(self, outputs: StepOutputs) -> None:
+        if outputs.index is None:
+            raise DistillError(
+                "training with a teacher-output cache needs sample indices in each training batch; "
+                "build the data module with with_index=True"
+            )
+        logits, features = self.teacher_outputs.read(outputs.index)
+        device = outputs.student.device
+        outputs.teacher = logits.to(device, non_blocking=True)
+        outputs.teacher_features = {k: v.to(device, non_blocking=True) for k, v in features.items()}
+
+    @property
+    def teacher_as_run(self) -> nn.Module:
+        """The teacher as the module calls it: with inputs cast to ``teacher_dtype`` when one is set."""
+        return self.teacher if self.teacher_dtype is None else CastInputs(self.teacher, self.teacher_dtype)
+
     def _forward(self, model: nn.Module, parts: Batch, role: str) -> Tensor:
-        if self._outputs_checked:
-            return forward_logits(model, parts)
-        return forward_logits_checked(model, parts, role)
+        if role == "teacher" and self.teacher_dtype is not None:
+            model = CastInputs(model, self.teacher_dtype)
+        logits = forward_logits(model, parts) if self._outputs_checked else forward_logits_checked(model, parts, role)
+        return logits.float() if model is not self.teacher and role == "teacher" else logits
 
     def _check_outputs(self, outputs: StepOutputs, parts: Batch) -> None:
         """Catch model-pair and data mistakes on the first batch, with messages that name them."""
@@ -207,7 +240,7 @@ class DistillationModule(L.LightningModule):
 
     # -- steps -------------------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        outputs = self._run_models(batch, with_teacher=self.needs_teacher)
+        outputs = self._run_models(batch, with_teacher=self.needs_teacher, from_cache=True)
         values = self._loss_terms(outputs, skip_unlabeled=False)
         total = self._total(values)
         if not torch.isfinite(total.detach()):
@@ -245,10 +278,11 @@ class DistillationModule(L.LightningModule):
         outputs = self._run_models(batch, with_teacher=True)
         values = self._loss_terms(outputs, skip_unlabeled=True)
         batch_size = len(outputs.student)
+        # epoch means over all ranks under DDP (the metric objects below sync themselves)
         if values:
-            self.log(f"{stage}/loss", self._total(values), batch_size=batch_size)
+            self.log(f"{stage}/loss", self._total(values), batch_size=batch_size, sync_dist=True)
         for name, value in values.items():
-            self.log(f"{stage}/loss/{name}", value, batch_size=batch_size)
+            self.log(f"{stage}/loss/{name}", value, batch_size=batch_size, sync_dist=True)
 
         student_pred = outputs.student.argmax(self.class_dim)
         teacher_pred = outputs.teacher.argmax(self.class_dim)
@@ -340,6 +374,16 @@ def _freeze(teacher: nn.Module) -> nn.Module:
     teacher.eval()
     teacher.requires_grad_(False)
     return teacher
+
+
+def _dtype(value: torch.dtype | str | None) -> torch.dtype | None:
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    choices = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
+               "float32": torch.float32}
+    if str(value) not in choices:
+        raise DistillError(f"unknown teacher dtype '{value}'; choose bfloat16, float16 or float32")
+    return choices[str(value)]
 
 
 def _looks_like_probabilities(outputs: Tensor, class_dim: int) -> bool:

@@ -28,6 +28,7 @@ from lightning.pytorch.utilities.exceptions import (
     SIGTERMException,
 )
 from omegaconf import DictConfig, OmegaConf, open_dict
+import torch
 from torch import nn
 
 from distill.checkpoint_io import AtomicCheckpointIO
@@ -44,6 +45,7 @@ from distill.report.table import print_report
 from distill.summary import summary_markdown, write_summary
 from distill.supervised import SupervisedModule
 from distill.teachers import PreparedTeacher, TeacherCache, prepare_teacher
+from distill.teachers.output_cache import TeacherOutputCache
 
 log = logging.getLogger("distill")
 
@@ -74,9 +76,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         datamodule.with_index = True
 
     teacher = _prepare_teacher(cfg, datamodule, run_dir)
+    teacher_outputs = _teacher_outputs(cfg, datamodule, teacher.model, loss) if cfg.teacher.get("cache") else None
     # seed again so the student starts the same whether the teacher was trained now or loaded
     L.seed_everything(cfg.seed, workers=True)
     student = build_model(cfg.student.name, num_classes, **_options(cfg.student))
+    if cfg.get("channels_last"):
+        for model in (student, teacher.model):
+            model.to(memory_format=torch.channels_last)
+    if cfg.get("compile"):
+        student.compile()  # in place: parameter names, hooks and checkpoints stay as they are
     module = DistillationModule(
         student,
         teacher.model,
@@ -85,6 +93,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         lr_scheduler=instantiate(cfg.lr_scheduler) if cfg.get("lr_scheduler") else None,
         teacher_source=teacher.source,
         log_grad_norms=bool(cfg.get("log_grad_norms", False)),
+        teacher_outputs=teacher_outputs,
+        teacher_dtype=cfg.teacher.get("dtype"),
     )
     resume_from = _resume_from(cfg, run_dir, module)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
@@ -94,9 +104,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     best = _best_checkpoint(trainer)
     # loads the best student and logs its test metrics next to the training curves
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    if not trainer.is_global_zero:
+        return {}  # under DDP, rank 0 writes the weights, the report and the summary
     weights_path = atomic_torch_save(module.student.state_dict(), run_dir / "student.pt")
 
-    models = {"teacher": (cfg.teacher.name, teacher.model), "student": (cfg.student.name, module.student)}
+    models = {"teacher": (cfg.teacher.name, module.teacher_as_run), "student": (cfg.student.name, module.student)}
     if cfg.get("baseline"):
         L.seed_everything(cfg.seed, workers=True)
         models["baseline"] = (cfg.student.name, _prepare_baseline(cfg, datamodule, run_dir).model)
@@ -140,6 +152,32 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     print_report(report)
     print("\n" + summary_markdown(summary), flush=True)
     return summary
+
+
+def _teacher_outputs(cfg: DictConfig, datamodule: Any, teacher: nn.Module, loss: dict[str, Any]) -> TeacherOutputCache:
+    """The teacher's outputs on the training split, from the cache (built now if missing)."""
+    if getattr(datamodule, "random_augmentation", False):
+        raise DistillError(
+            "teacher.cache=true needs the teacher to see the same training inputs every epoch, but the data "
+            "module applies random augmentation; set data.augment=false or teacher.cache=false"
+        )
+    for method in ("cache_dataloader", "fingerprint"):
+        if not callable(getattr(datamodule, method, None)):
+            raise DistillError(
+                f"teacher.cache=true needs the data module to have {method}() "
+                f"({type(datamodule).__name__} has not); set teacher.cache=false"
+            )
+    datamodule.with_index = True  # training batches are matched to cached rows by sample index
+    key = {"teacher_sha256": weights_sha256(teacher), "data": datamodule.fingerprint(), "split": "train"}
+    layers = [layer for term in loss.values() if term.needs_teacher for layer in term.teacher_layers]
+    device = "cuda" if torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("auto", "gpu", "cuda") else "cpu"
+    try:
+        return TeacherOutputCache.open_or_build(
+            Path(cfg.cache_dir).expanduser() / "teacher_outputs", key, teacher.to(device),
+            datamodule.cache_dataloader(), layers=layers,
+        )
+    finally:
+        teacher.to("cpu")
 
 
 def _resume_from(cfg: DictConfig, run_dir: Path, module: DistillationModule) -> str | None:
@@ -220,7 +258,7 @@ def _loss_term(node: DictConfig) -> Any:
 # settings that do not change the trained teacher, so changing them reuses it
 _NOT_IN_TEACHER_KEY = {
     "num_workers", "max_epochs", "log_every_n_steps", "enable_progress_bar", "enable_model_summary",
-    "default_root_dir", "callbacks", "logger",
+    "default_root_dir", "callbacks", "logger", "devices", "num_nodes", "strategy", "sync_batchnorm",
 }
 
 
@@ -245,8 +283,13 @@ def _supervised_training(
     """A function that trains a model on the labels, on the configured Trainer, logging under ``run_dir/name``."""
 
     def train(model: nn.Module) -> None:
+        # one process on one device: under DDP this runs before the ranks are launched, and the
+        # ranks started later find the trained model in the cache
         trainer = _make_trainer(
             cfg,
+            devices=1,
+            num_nodes=1,
+            strategy="auto",
             max_epochs=epochs,
             logger=L.pytorch.loggers.CSVLogger(run_dir, name=name, version=""),
             callbacks=[],

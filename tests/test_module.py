@@ -280,3 +280,85 @@ def test_grad_norm_diagnostic_logs_each_weighted_terms_gradient_norm(make_cnn):
         (weight * module.loss_terms[name](outputs)).backward(retain_graph=True)
         expected = torch.sqrt(sum((p.grad**2).sum() for p in student.parameters() if p.grad is not None))
         assert logged[f"train/grad_norm/{name}"].item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+# -- teacher-output cache and teacher dtype -------------------------------------------
+
+
+def _indexed_loader(n=40, shuffle=True):
+    from distill.data import TensorClassificationDataset
+
+    torch.manual_seed(3)
+    dataset = TensorClassificationDataset(torch.randn(n, 1, 8, 8), torch.randint(0, 10, (n,)), with_index=True)
+    return DataLoader(dataset, batch_size=8, shuffle=shuffle)
+
+
+class ForbiddenInTraining(nn.Module):
+    """Wraps a teacher and fails if it is called while the module trains."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.watched = lambda: False  # set to "is the module training?" (a plain attribute: no module cycle)
+
+    def forward(self, x):
+        assert not self.watched(), "teacher ran in a training step"
+        return self.model(x)
+
+
+def _train(student, teacher, loader, fast_trainer, **options):
+    torch.manual_seed(0)
+    module = DistillationModule(student, teacher, {"kd": KD(temperature=4), "ce": CrossEntropy()}, **options)
+    if isinstance(teacher, ForbiddenInTraining):
+        teacher.watched = lambda: module.training
+    torch.manual_seed(0)
+    fast_trainer(max_epochs=2).fit(module, train_dataloaders=loader)
+    return module
+
+
+def test_training_from_the_teacher_output_cache_skips_the_teacher_and_learns_the_same(make_cnn, fast_trainer, tmp_path):
+    from distill.teachers import TeacherOutputCache
+
+    torch.manual_seed(1)
+    teacher, student = make_cnn(width=8), make_cnn(width=4)
+    cache = TeacherOutputCache.open_or_build(tmp_path, {"k": 1}, teacher, _indexed_loader(shuffle=False))
+    live = _train(copy.deepcopy(student), copy.deepcopy(teacher), _indexed_loader(), fast_trainer)
+    cached = _train(
+        copy.deepcopy(student), ForbiddenInTraining(copy.deepcopy(teacher)), _indexed_loader(), fast_trainer,
+        teacher_outputs=cache,
+    )
+    # same shuffles, same targets: the same student up to float rounding of the teacher's batched forward
+    for key, value in live.student.state_dict().items():
+        torch.testing.assert_close(cached.student.state_dict()[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_cached_training_needs_indices(make_cnn, tmp_path):
+    from distill.teachers import TeacherOutputCache
+
+    teacher = make_cnn()
+    cache = TeacherOutputCache.open_or_build(tmp_path, {"k": 1}, teacher, _indexed_loader(shuffle=False))
+    module = DistillationModule(make_cnn(), teacher, {"kd": KD()}, teacher_outputs=cache)
+    with pytest.raises(DistillError, match="needs sample indices in each training batch"):
+        module.training_step((torch.randn(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)), 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, "float16"])
+def test_teacher_in_half_precision_weights(make_cnn, dtype):
+    torch.manual_seed(0)
+    teacher = make_cnn(width=8)
+    reference = copy.deepcopy(teacher).eval()
+    module = DistillationModule(make_cnn(width=4), teacher, {"kd": KD()}, teacher_dtype=dtype)
+    expected = torch.bfloat16 if dtype is torch.bfloat16 else torch.float16
+    assert {p.dtype for p in module.teacher.parameters()} == {expected}
+    x = torch.randn(6, 1, 8, 8)
+    outputs = module._run_models(x, with_teacher=True)
+    assert outputs.teacher.dtype == torch.float32  # losses see float32 outputs
+    # the half-precision teacher gives nearly the float32 teacher's logits (half as many bytes per weight)
+    with torch.no_grad():
+        torch.testing.assert_close(outputs.teacher, reference(x), rtol=0.05, atol=0.05)
+    assert torch.isfinite(module.training_step(x, 0))
+
+
+def test_unknown_teacher_dtype(make_cnn):
+    with pytest.raises(DistillError, match="unknown teacher dtype 'half8'; choose bfloat16, float16 or float32"):
+        DistillationModule(make_cnn(), make_cnn(), {"kd": KD()}, teacher_dtype="half8")

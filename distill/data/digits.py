@@ -107,6 +107,7 @@ class DigitsDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()
+        self.splits[split].with_index = self.with_index  # may be switched on after setup (CRD, teacher cache)
         return DataLoader(
             self.splits[split],
             batch_size=self.batch_size,
@@ -114,6 +115,25 @@ class DigitsDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    # -- what the teacher-output cache asks of a data module -------------------------
+    @property
+    def random_augmentation(self) -> bool:
+        return False  # the images are fixed tensors
+
+    def cache_dataloader(self) -> DataLoader:
+        """The training split in a fixed order, with labels and sample indices."""
+        self.setup()
+        train = self.splits["train"]
+        indexed = TensorClassificationDataset(train.inputs, train.labels, with_index=True)
+        return DataLoader(indexed, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+
+    def fingerprint(self) -> dict:
+        """What determines the training inputs (not batching or labels)."""
+        return {
+            "data": "sklearn-digits", "image_size": self.image_size, "channels": self.channels,
+            "val_fraction": self.val_fraction, "test_fraction": self.test_fraction, "split_seed": self.split_seed,
+        }
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
