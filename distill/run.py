@@ -137,6 +137,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "test_accuracy": rows["student"]["accuracy"],
             "parameters": rows["student"]["parameters"],
             "checkpoint": best or None,
+            "best_val_accuracy": _best_score(trainer),
             "weights": str(weights_path),
         },
         "agreement": rows["student"]["agreement"],
@@ -222,6 +223,14 @@ def _best_checkpoint(trainer: L.Trainer) -> str:
         if callback.monitor and callback.best_model_path:
             return callback.best_model_path
     return ""
+
+
+def _best_score(trainer: L.Trainer) -> float | None:
+    """The best value of the monitored validation metric (val/acc), None when nothing was monitored."""
+    for callback in trainer.checkpoint_callbacks:
+        if callback.monitor and callback.best_model_score is not None:
+            return float(callback.best_model_score)
+    return None
 
 
 def _logger(cfg: DictConfig, resume_from: str | None) -> Any:
@@ -354,9 +363,9 @@ def _prepare_baseline(cfg: DictConfig, datamodule: Any, run_dir: Path) -> Prepar
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
     try:
-        run(cfg)
+        summary = run(cfg)
     except SIGTERMException:
         print("stopped by SIGTERM; resume with resume=true in the same run directory", file=sys.stderr)
         sys.exit(143)
@@ -369,8 +378,21 @@ def main(cfg: DictConfig) -> None:
             run_dir = Path(HydraConfig.get().runtime.output_dir)
             atomic_write_text(run_dir / "failed.json", json.dumps({"error": str(cause)}) + "\n")
             print(f"error: {cause}", file=sys.stderr, flush=True)
-            return
+            return float("nan") if cfg.get("optimized_metric") else None  # a failed trial for a sweeper
         _fail(cause)
+    return _optimized_metric(summary, cfg.get("optimized_metric"))
+
+
+def _optimized_metric(summary: dict[str, Any], path: str | None) -> float | None:
+    """The value a hyper-parameter sweeper maximises: the summary entry at dotted ``path``."""
+    if not path or not summary:  # no sweeper, or a DDP rank other than 0
+        return None
+    value: Any = summary
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise DistillError(f"optimized_metric={path}: the run summary has no entry '{part}'")
+        value = value[part]
+    return float(value)
 
 
 def _first_line(error: BaseException) -> str:
