@@ -54,7 +54,7 @@ def missing_files(files: CIFARFiles, root: Path) -> list[str]:
 
 def check_present(files: CIFARFiles, root: Path) -> None:
     """Raise a :class:`DistillError` that says where it looked and how to fix it, unless all files are there."""
-    get = f"set data.root=DIR to the directory that holds {files.folder}/, or data.download=true to download {files.title} (about 160 MB)"
+    get = f"set data.root=DIR to the directory that holds {files.folder}/, or data.download=true to download {files.title} (about 170 MB)"
     if not root.is_dir():
         raise DistillError(f"data.root {root} does not exist (looking for {files.title}); {get}")
     if not (root / files.folder).is_dir():
