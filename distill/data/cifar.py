@@ -11,7 +11,14 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from distill.data.base import ClassificationDataModule, check_bool, check_int
-from distill.data.cifar_files import CIFAR10_FILES, CIFAR100_FILES, CIFARFiles, check_present, download_files, read_split
+from distill.data.cifar_files import (
+    CIFAR10_FILES,
+    CIFAR100_FILES,
+    CIFARFiles,
+    check_present,
+    download_files,
+    read_split,
+)
 from distill.data.tensor_dataset import TensorClassificationDataset
 from distill.errors import DistillError
 

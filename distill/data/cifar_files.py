@@ -90,14 +90,14 @@ def download_files(files: CIFARFiles, root: Path) -> None:
 class _ArrayUnpickler(pickle.Unpickler):
     """Builds NumPy arrays and plain Python values; refuses every other class."""
 
-    ALLOWED = {
+    ALLOWED = frozenset({
         ("numpy.core.multiarray", "_reconstruct"),  # written by older NumPy (the published files)
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
-    }
+    })
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
@@ -111,7 +111,7 @@ def read_batch(files: CIFARFiles, path: Path) -> tuple[Tensor, Tensor]:
     try:
         with open(path, "rb") as handle:
             entry = _ArrayUnpickler(handle, encoding="latin1").load()
-    except Exception as error:  # a corrupt pickle can fail in many ways; all mean the same to the user
+    except Exception as error:  # noqa: BLE001 (a corrupt pickle fails in many ways; all mean the same here)
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DistillError(f"cannot read {path} as a {files.title} batch ({reason}); {fix}") from None
     if not isinstance(entry, dict) or "data" not in entry or files.label_key not in entry:

@@ -10,7 +10,11 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, has_file_allowed_extension
+from torchvision.datasets.folder import (
+    IMG_EXTENSIONS,
+    find_classes,
+    has_file_allowed_extension,
+)
 from torchvision.transforms import v2
 
 from distill.data.base import ClassificationDataModule, check_bool, check_int

@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from distill.data import cifar_files
-from distill.data.cifar_files import CIFAR10_FILES, CIFAR100_FILES, check_present, download_files, read_batch, read_split
+from distill.data.cifar_files import (
+    CIFAR10_FILES,
+    CIFAR100_FILES,
+    check_present,
+    download_files,
+    read_batch,
+    read_split,
+)
 from distill.errors import DistillError
 
 
