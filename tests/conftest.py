@@ -168,3 +168,26 @@ def fake_cifar():
 @pytest.fixture(scope="session")
 def fake_image_folder():
     return write_fake_image_folder
+
+
+TINY_PAIR = [
+    "teacher=resnet18", "student=mobilenet_v3_small", "trainer.max_epochs=1", "teacher.train.epochs=1",
+    "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def run_tiny_cli(tmp_path, *args):
+    """``python -m distill.run`` on a tiny pair for two batches; cache and run directory (``run/``) under ``tmp_path``."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "distill.run", *TINY_PAIR, *args, f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_cli():
+    return run_tiny_cli

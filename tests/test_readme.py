@@ -32,7 +32,7 @@ def test_import_example_runs_as_written(tmp_path):
     assert "max_epochs=1` reached" in result.stderr + result.stdout
 
 
-def test_own_data_example_runs_as_written(tmp_path):
+def test_own_data_example_runs_as_written(tmp_path, tiny_cli):
     (module,) = python_blocks("Choosing teacher, student, loss and data")
     (tmp_path / "my_data.py").write_text(module)
     command = "python -m distill.run '~data' +data._target_=my_data.TensorFiles +data.root=/path/to/tensors +data.num_classes=5"
@@ -44,15 +44,7 @@ def test_own_data_example_runs_as_written(tmp_path):
         torch.save(torch.randint(0, 5, (n,), generator=generator), tmp_path / "tensors" / split / "y.pt")
     args = command.split()[3:]
     args = [a.strip("'").replace("/path/to/tensors", str(tmp_path / "tensors")) for a in args]
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "distill.run", *args, "+data.batch_size=8", "teacher=resnet18",
-            "student=mobilenet_v3_small", "trainer.max_epochs=1", "teacher.train.epochs=1",
-            "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1",
-            "trainer.enable_progress_bar=false", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
-    )
+    result = tiny_cli(tmp_path, *args, "+data.batch_size=8")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["meta"]["data"] == "TensorFiles"

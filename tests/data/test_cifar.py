@@ -1,7 +1,5 @@
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -180,17 +178,11 @@ def test_configs_compose():
             assert default_root == os.environ.get("DISTILL_DATA_DIR", "~/.cache/distill/data")
 
 
-def test_real_run_on_fake_cifar10(tmp_path, fake_cifar):
+def test_real_run_on_fake_cifar10(tmp_path, fake_cifar, tiny_cli):
     fake_cifar(tmp_path / "data", "cifar10")
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "distill.run", "data=cifar10", f"data.root={tmp_path / 'data'}", "data.val_size=8",
-            "data.batch_size=8", "data.num_workers=0", "data.image_size=16", "teacher=resnet18",
-            "student=mobilenet_v3_small", "trainer.max_epochs=1", "teacher.train.epochs=1",
-            "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1",
-            "trainer.enable_progress_bar=false", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
+    result = tiny_cli(
+        tmp_path, "data=cifar10", f"data.root={tmp_path / 'data'}", "data.val_size=8", "data.batch_size=8",
+        "data.num_workers=0", "data.image_size=16",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
