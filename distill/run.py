@@ -268,6 +268,7 @@ def _loss_term(node: DictConfig) -> Any:
 _NOT_IN_TEACHER_KEY = {
     "num_workers", "max_epochs", "log_every_n_steps", "enable_progress_bar", "enable_model_summary",
     "default_root_dir", "callbacks", "logger", "devices", "num_nodes", "strategy", "sync_batchnorm",
+    "with_index", "download",
 }
 
 

@@ -100,3 +100,94 @@ def _two_training_steps(term, make_cnn, name, batch_size=8):
     for key, value in teacher.state_dict().items():  # BatchNorm buffers included
         assert torch.equal(teacher_state[key], value), key
     return module, batch
+
+
+def write_fake_cifar(root, variant="cifar10", per_batch=8, test_size=10, seed=0, bad_label=None):
+    """Write a small CIFAR-10/100 in torchvision's on-disk layout under ``root``; return the pixels and labels.
+
+    Pickled with protocol 2 and NumPy's old module name, like the published files.
+    ``bad_label`` replaces the first training label. Returns ``{"train": (images, labels),
+    "test": (images, labels)}`` with images uint8 ``[N, 3, 32, 32]`` in file order.
+    """
+    import pickle
+    from pathlib import Path
+
+    import numpy as np
+
+    cifar10 = variant == "cifar10"
+    folder = Path(root) / ("cifar-10-batches-py" if cifar10 else "cifar-100-python")
+    folder.mkdir(parents=True, exist_ok=True)
+    classes, key = (10, "labels") if cifar10 else (100, "fine_labels")
+    names = {"train": [f"data_batch_{i}" for i in range(1, 6)] if cifar10 else ["train"], "test": ["test_batch" if cifar10 else "test"]}
+    rng = np.random.default_rng(seed)
+    written = {}
+    for split, files in names.items():
+        images, labels = [], []
+        for name in files:
+            n = per_batch if split == "train" else test_size
+            data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+            y = rng.integers(0, classes, size=n).tolist()
+            if bad_label is not None and split == "train" and not labels:
+                y[0] = bad_label
+            entry = {"batch_label": name, key: y, "data": data, "filenames": [f"{name}_{i}.png" for i in range(n)]}
+            if not cifar10:
+                entry["coarse_labels"] = [label // 5 for label in y]
+            raw = pickle.dumps(entry, protocol=2).replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+            (folder / name).write_bytes(raw)
+            images.append(data.reshape(n, 3, 32, 32))
+            labels += y
+        written[split] = (torch.from_numpy(np.concatenate(images)), torch.tensor(labels))
+    meta = ("batches.meta", "label_names") if cifar10 else ("meta", "fine_label_names")
+    (folder / meta[0]).write_bytes(pickle.dumps({meta[1]: [f"class{i}" for i in range(classes)]}, protocol=2))
+    return written
+
+
+def write_fake_image_folder(root, classes=("cat", "dog", "fish"), per_class=4, size=40, splits=("train", "val"), seed=0):
+    """Write random ``size``×``size`` PNGs into ``root/<split>/<class>/``; return ``root``."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split in splits:
+        for name in classes:
+            folder = Path(root) / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return Path(root)
+
+
+@pytest.fixture(scope="session")
+def fake_cifar():
+    return write_fake_cifar
+
+
+@pytest.fixture(scope="session")
+def fake_image_folder():
+    return write_fake_image_folder
+
+
+TINY_PAIR = [
+    "teacher=resnet18", "student=mobilenet_v3_small", "trainer.max_epochs=1", "teacher.train.epochs=1",
+    "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def run_tiny_cli(tmp_path, *args):
+    """``python -m distill.run`` on a tiny pair for two batches; cache and run directory (``run/``) under ``tmp_path``."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "distill.run", *TINY_PAIR, *args, f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_cli():
+    return run_tiny_cli

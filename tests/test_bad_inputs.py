@@ -42,6 +42,23 @@ def files(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def data(tmp_path_factory, fake_cifar, fake_image_folder):
+    root = tmp_path_factory.mktemp("data")
+    fake_cifar(root / "bad_label", "cifar10", bad_label=10)
+    for name in ("a", "b"):
+        for split in ("train", "val"):
+            (root / "no_images" / split / name).mkdir(parents=True)
+    fake_image_folder(root / "other_classes", classes=("cat", "dog"), per_class=1, splits=("train",))
+    fake_image_folder(root / "other_classes", classes=("cat", "cow"), per_class=1, splits=("val",))
+    return root
+
+
+#: a proxy that refuses every connection: "offline" on any machine, and nothing is downloaded
+OFFLINE = {key: "http://127.0.0.1:9" for key in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")}
+CIFAR = ["data=cifar10", "data.num_workers=0"]
+
+
+@pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")  # shared, so the tiny teacher is trained once
 
@@ -78,20 +95,25 @@ CASES = {
     "unwritable cache": (["cache_dir=/proc/distill-cache"], "cannot create the cache directory /proc/distill-cache/teachers"),
     "nothing to resume": (["resume=true"], "resume=true but"),
     "unwritable output directory": (["hydra.run.dir=/proc/distill-run"], "cannot write the run's outputs to /proc/distill-run"),
+    "data root missing": ([*CIFAR, "data.root={data}/nowhere"], "nowhere does not exist (looking for CIFAR-10); set data.root=DIR"),
+    "label outside the classes": ([*CIFAR, "data.root={data}/bad_label", "data.val_size=0"], "data_batch_1: 1 label(s) outside 0..9, e.g. 10"),
+    "download offline": ([*CIFAR, "data.root={data}/download_here", "data.download=true"], "could not download CIFAR-10 from https://", OFFLINE),
+    "empty data set": (["data=image_folder", "data.root={data}/no_images"], "empty data set: "),
+    "classes differ between splits": (["data=image_folder", "data.root={data}/other_classes"], "(val/ lacks dog; val/ has cow, which train/ lacks)"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_input(case, files, cache, tmp_path):
-    args, message = CASES[case]
-    args = [a.format(files=files) for a in args]
+def test_bad_input(case, files, data, cache, tmp_path):
+    args, message, *env_extra = CASES[case]
+    args = [a.format(files=files, data=data) for a in args]
     run_dir = tmp_path / "run"
     for name, content in EARLIER.items():
         (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (run_dir / name).write_bytes(content)
     if not any(a.startswith("hydra.run.dir=") for a in args):
         args.append(f"hydra.run.dir={run_dir}")
-    env = {**os.environ, "DISTILL_CACHE_DIR": str(cache)}
+    env = {**os.environ, "DISTILL_CACHE_DIR": str(cache), "no_proxy": "", "NO_PROXY": "", **(env_extra[0] if env_extra else {})}
     env.pop("HYDRA_FULL_ERROR", None)
     result = subprocess.run(
         [sys.executable, "-m", "distill.run", *TINY, *args],

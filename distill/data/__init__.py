@@ -1,6 +1,19 @@
 """Lightning data modules."""
 
+from distill.data.base import ClassificationDataModule
+from distill.data.cifar import CIFAR10DataModule, CIFAR100DataModule
 from distill.data.digits import DigitsDataModule
+from distill.data.image_folder import ImageFolderDataModule
+from distill.data.indexed import IndexedDataset, batch_item
 from distill.data.tensor_dataset import TensorClassificationDataset
 
-__all__ = ["DigitsDataModule", "TensorClassificationDataset"]
+__all__ = [
+    "CIFAR10DataModule",
+    "CIFAR100DataModule",
+    "ClassificationDataModule",
+    "DigitsDataModule",
+    "ImageFolderDataModule",
+    "IndexedDataset",
+    "TensorClassificationDataset",
+    "batch_item",
+]

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-import lightning as L
+from typing import Any
+
 import numpy as np
+import sklearn
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from distill.data.base import ClassificationDataModule, check_int
 from distill.data.tensor_dataset import TensorClassificationDataset
 from distill.errors import DistillError
 
 
-class DigitsDataModule(L.LightningDataModule):
+class DigitsDataModule(ClassificationDataModule):
     """1,797 8×8 grey images of the digits 0–9 (UCI, shipped inside scikit-learn).
 
     Split once, stratified and seeded, into train/val/test; scaled to [0, 1],
     standardised with the training split's mean and std, resized to
     ``image_size`` and repeated to ``channels`` channels so that image models
-    built for RGB input take it as is.
+    built for RGB input take it as is. No augmentation.
 
     Args:
         batch_size: samples per batch (all splits).
@@ -34,6 +37,7 @@ class DigitsDataModule(L.LightningDataModule):
         with_index: also yield each sample's index within its split.
     """
 
+    name = "digits"
     num_classes = 10
 
     def __init__(
@@ -48,34 +52,19 @@ class DigitsDataModule(L.LightningDataModule):
         labels: bool = True,
         with_index: bool = False,
     ) -> None:
-        super().__init__()
-        if int(batch_size) < 1:
-            raise DistillError(f"data.batch_size must be at least 1, got {batch_size}")
-        if int(num_workers) < 0:
-            raise DistillError(f"data.num_workers must be 0 or more, got {num_workers}")
-        if int(image_size) < 8 or int(channels) < 1:
-            raise DistillError(
-                f"data.image_size must be >= 8 and data.channels >= 1, got {image_size} and {channels}"
-            )
+        super().__init__(batch_size, num_workers, labels, with_index)
+        self.image_size = check_int("image_size", image_size, 8)
+        self.channels = check_int("channels", channels, 1)
         if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
             raise DistillError(
                 f"data.val_fraction and data.test_fraction must be in (0, 1) and sum to less than 1, "
                 f"got {val_fraction} and {test_fraction}"
             )
-        self.batch_size = int(batch_size)
-        self.num_workers = int(num_workers)
-        self.image_size = int(image_size)
-        self.channels = int(channels)
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
-        self.split_seed = split_seed
-        self.labels = labels
-        self.with_index = with_index
-        self.splits: dict[str, Dataset] = {}
+        self.split_seed = check_int("split_seed", split_seed, 0)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+    def load_splits(self) -> dict[str, Dataset]:
         digits = load_digits()
         images = digits.images.astype(np.float32) / 16.0
         targets = digits.target.astype(np.int64)
@@ -99,47 +88,19 @@ class DigitsDataModule(L.LightningDataModule):
         x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         x = x.expand(-1, self.channels, -1, -1).contiguous()
         y = torch.from_numpy(targets)
+        splits = {}
         for name, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
             idx = torch.from_numpy(np.sort(idx))
-            self.splits[name] = TensorClassificationDataset(
-                x[idx], y[idx] if self.labels else None, with_index=self.with_index
-            )
+            splits[name] = TensorClassificationDataset(x[idx], y[idx])
+        return splits
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        self.setup()
-        self.splits[split].with_index = self.with_index  # may be switched on after setup (CRD, teacher cache)
-        return DataLoader(
-            self.splits[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    # -- what the teacher-output cache asks of a data module -------------------------
-    @property
-    def random_augmentation(self) -> bool:
-        return False  # the images are fixed tensors
-
-    def cache_dataloader(self) -> DataLoader:
-        """The training split in a fixed order, with labels and sample indices."""
-        self.setup()
-        train = self.splits["train"]
-        indexed = TensorClassificationDataset(train.inputs, train.labels, with_index=True)
-        return DataLoader(indexed, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
-
-    def fingerprint(self) -> dict:
-        """What determines the training inputs (not batching or labels)."""
+    def data_fingerprint(self) -> dict[str, Any]:
         return {
-            "data": "sklearn-digits", "image_size": self.image_size, "channels": self.channels,
-            "val_fraction": self.val_fraction, "test_fraction": self.test_fraction, "split_seed": self.split_seed,
+            "source": f"sklearn.datasets.load_digits (scikit-learn {sklearn.__version__})",
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
+            "split_seed": self.split_seed,
+            "normalisation": "standardised with the training split's mean and std",
         }
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from distill.data.indexed import batch_item
 
 
 class TensorClassificationDataset(Dataset):
@@ -25,9 +26,5 @@ class TensorClassificationDataset(Dataset):
         return len(self.inputs)
 
     def __getitem__(self, i: int):
-        x = self.inputs[i]
-        if self.labels is None:
-            return {"x": x, "index": torch.tensor(i)} if self.with_index else x
-        if self.with_index:
-            return x, self.labels[i], torch.tensor(i)
-        return x, self.labels[i]
+        y = None if self.labels is None else self.labels[i]
+        return batch_item(self.inputs[i], y, i, labels=self.labels is not None, with_index=self.with_index)
