@@ -45,6 +45,7 @@ def files(tmp_path_factory):
 def data(tmp_path_factory, fake_cifar, fake_image_folder):
     root = tmp_path_factory.mktemp("data")
     fake_cifar(root / "bad_label", "cifar10", bad_label=10)
+    fake_cifar(root / "good", "cifar10")
     for name in ("a", "b"):
         for split in ("train", "val"):
             (root / "no_images" / split / name).mkdir(parents=True)
@@ -98,6 +99,10 @@ CASES = {
     "data root missing": ([*CIFAR, "data.root={data}/nowhere"], "nowhere does not exist (looking for CIFAR-10); set data.root=DIR"),
     "label outside the classes": ([*CIFAR, "data.root={data}/bad_label", "data.val_size=0"], "data_batch_1: 1 label(s) outside 0..9, e.g. 10"),
     "download offline": ([*CIFAR, "data.root={data}/download_here", "data.download=true"], "could not download CIFAR-10 from https://", OFFLINE),
+    "teacher cache with random augmentation": (
+        [*CIFAR, "data.root={data}/good", "data.val_size=0", "teacher.cache=true", "teacher.checkpoint={files}/good.pt"],
+        "teacher.cache=true needs the teacher to see the same training inputs every epoch",
+    ),
     "empty data set": (["data=image_folder", "data.root={data}/no_images"], "empty data set: "),
     "classes differ between splits": (["data=image_folder", "data.root={data}/other_classes"], "(val/ lacks dog; val/ has cow, which train/ lacks)"),
 }
