@@ -24,14 +24,8 @@ def _timm() -> Any:
     return timm
 
 
-def build_timm_model(name: str, num_classes: int, weights: str | None = None, **options: Any) -> nn.Module:
-    """Build ``timm:<model>`` with ``num_classes`` outputs.
-
-    ``weights="DEFAULT"`` loads timm's pretrained weights for the name (its
-    default tag, or the tag in the name as in ``resnet18.a1_in1k``), downloaded
-    once from the Hugging Face Hub; they must predict ``num_classes`` classes.
-    ``options`` go to ``timm.create_model`` (e.g. ``drop_path_rate``).
-    """
+def check_timm_name(name: str) -> None:
+    """Raise :class:`DistillError` unless ``timm:<model>`` names a timm model (and a known tag, if given)."""
     timm = _timm()
     model_name = name.removeprefix(PREFIX)
     if not timm.is_model(model_name):
@@ -46,6 +40,19 @@ def build_timm_model(name: str, num_classes: int, weights: str | None = None, **
             f"timm model '{model_name}' has no such pretrained tag; timm.list_pretrained('{model_name.split('.')[0]}*') "
             "lists them"
         ) from None
+
+
+def build_timm_model(name: str, num_classes: int, weights: str | None = None, **options: Any) -> nn.Module:
+    """Build ``timm:<model>`` with ``num_classes`` outputs.
+
+    ``weights="DEFAULT"`` loads timm's pretrained weights for the name (its
+    default tag, or the tag in the name as in ``resnet18.a1_in1k``), downloaded
+    once from the Hugging Face Hub; they must predict ``num_classes`` classes.
+    ``options`` go to ``timm.create_model`` (e.g. ``drop_path_rate``).
+    """
+    timm = _timm()
+    check_timm_name(name)
+    model_name = name.removeprefix(PREFIX)
     if weights not in (None, "DEFAULT"):
         raise DistillError(
             f"timm weights are DEFAULT or unset, got '{weights}'; choose other pretrained weights by the "
@@ -78,4 +85,6 @@ def _check_pretrained(timm: Any, model_name: str, num_classes: int) -> None:
         )
 
 
-TIMM_FAMILY = register_family(ModelFamily("timm", claims=lambda name: name.startswith(PREFIX), build=build_timm_model))
+TIMM_FAMILY = register_family(
+    ModelFamily("timm", claims=lambda name: name.startswith(PREFIX), build=build_timm_model, check=check_timm_name)
+)

@@ -12,7 +12,6 @@ from distill.errors import DistillError
 from distill.models import build_model, check_model_name
 
 
-
 @pytest.fixture
 def timm():
     """The real package (the 'timm' extra); the last test covers its absence."""
@@ -36,6 +35,8 @@ def test_options_go_to_create_model(timm):
 def test_unknown_name_and_tag_get_one_line_hints(timm):
     with pytest.raises(DistillError, match=r"unknown timm model 'test_resnt' \(did you mean test_resnet"):
         build_model("timm:test_resnt", 10)
+    with pytest.raises(DistillError, match=r"unknown timm model 'test_resnt'"):
+        check_model_name("timm:test_resnt")  # what a run calls before any training
     with pytest.raises(DistillError, match="no such pretrained tag"):
         build_model("timm:resnet18.bogus", 10)
     with pytest.raises(DistillError, match="weights are DEFAULT or unset, got 'IMAGENET1K_V1'"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -62,8 +64,13 @@ def test_parameter_count_matches_the_literature(name):
 
 def resnet_parameters(blocks: int, num_classes: int) -> int:
     """Parameters of a 16/32/64-channel CIFAR ResNet with ``blocks`` per stage, counted by layer."""
-    conv = lambda i, o, k=3: i * o * k * k  # noqa: E731
-    bn = lambda c: 2 * c  # noqa: E731
+
+    def conv(i: int, o: int, k: int = 3) -> int:
+        return i * o * k * k
+
+    def bn(c: int) -> int:
+        return 2 * c
+
     stem = conv(3, 16) + bn(16)
     stage1 = blocks * (2 * conv(16, 16) + 2 * bn(16))
     # the first block of stages 2 and 3 halves the map and projects the shortcut with a 1x1 conv-BN
@@ -83,7 +90,7 @@ def test_resnet_counts_equal_the_layer_by_layer_sum(depth, num_classes):
 def test_vgg8_count_equals_the_layer_by_layer_sum():
     widths = [3, 64, 128, 256, 512, 512]
     # 3x3 convolutions with bias, BatchNorm after each, then a 512 -> 100 classifier
-    expected = sum(i * o * 9 + o + 2 * o for i, o in zip(widths, widths[1:])) + 512 * 100 + 100
+    expected = sum(i * o * 9 + o + 2 * o for i, o in itertools.pairwise(widths)) + 512 * 100 + 100
     assert count(build_model("vgg8", 100)) == expected == 3_965_028
 
 
