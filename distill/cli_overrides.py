@@ -9,13 +9,15 @@ from pathlib import Path
 from distill.errors import DistillError, close_matches
 
 #: config groups whose options are files in conf/<group>/
-GROUPS = ("teacher", "student", "loss", "data", "trainer", "experiment")
+GROUPS = ("teacher", "student", "loss", "data", "trainer", "lr_scheduler", "experiment")
 #: groups where any torchvision model name is accepted as an option
 MODEL_GROUPS = ("teacher", "student")
 
 
 def group_options(config_dir: Path, group: str) -> list[str]:
-    return sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+    """The options of ``group``: its files' paths without ``.yaml`` (``cifar100/resnet56_resnet20``)."""
+    folder = config_dir / group
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
 
 
 def check_group_overrides(
@@ -24,7 +26,8 @@ def check_group_overrides(
     """Return ``argv`` with model-name shortcuts expanded; raise on unknown options.
 
     ``teacher=NAME`` for a torchvision model without its own config file
-    becomes ``teacher=torchvision teacher.name=NAME``. An option that is
+    becomes ``teacher=torchvision teacher.name=NAME``, and a prefixed
+    ``teacher=timm:NAME`` becomes ``teacher=timm teacher.name=timm:NAME``. An option that is
     neither raises :class:`DistillError` listing the close matches.
     """
     result = []
@@ -42,6 +45,11 @@ def check_group_overrides(
             continue
         if group in MODEL_GROUPS and len(choices) == 1 and unknown[0] in model_names():
             result += [f"{group}=torchvision", f"{group}.name={unknown[0]}"]
+            continue
+        family = unknown[0].partition(":")[0]
+        if group in MODEL_GROUPS and len(choices) == 1 and ":" in unknown[0] and family in options:
+            # a prefixed name (timm:resnet18) uses its family's config
+            result += [f"{group}={family}", f"{group}.name={unknown[0]}"]
             continue
         bad = unknown[0]
         candidates = dict.fromkeys([*options, *(model_names() if group in MODEL_GROUPS else [])])

@@ -71,7 +71,7 @@ CASES = {
     "unknown data": (["data=digitz"], "unknown data 'digitz' (did you mean digits"),
     "unknown trainer": (["trainer=defualt"], "unknown trainer 'defualt' (did you mean default"),
     "unknown experiment": (["experiment=quik"], "unknown experiment 'quik' (did you mean quick"),
-    "unknown model name": (["teacher.name=resnet5"], "unknown model 'resnet5' (did you mean resnet50"),
+    "unknown model name": (["teacher.name=resnet5"], "unknown model 'resnet5' (did you mean resnet56, resnet50"),
     "misspelt layer": (["student=resnet18", "loss=fitnet", "loss.fitnet.student_layer=layr2"], "student has no layer 'layr2' (did you mean layer2"),
     "teacher with other class count": (["teacher.checkpoint={files}/five_classes.pt"], "fc.weight: checkpoint (5, 512) vs model (10, 512)"),
     "temperature zero": (["loss.kd.temperature=0"], "temperature must be a finite number > 0, got 0.0"),

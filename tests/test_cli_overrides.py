@@ -48,3 +48,16 @@ def test_suggestions_are_not_repeated():
         check_group_overrides(["teacher=resnt50"], CONF, names)
     hint = str(error.value).split("(did you mean ")[1].split("?)")[0].split(", ")
     assert len(hint) == len(set(hint)) and hint[0] == "resnet50"
+
+
+def test_prefixed_model_name_uses_its_family_config():
+    assert check_group_overrides(["teacher=timm:convnext_atto"], CONF, names) == [
+        "teacher=timm", "teacher.name=timm:convnext_atto"
+    ]
+
+
+def test_options_in_subfolders_are_known():
+    argv = ["experiment=cifar100/resnet56_resnet20", "lr_scheduler=multistep"]
+    assert check_group_overrides(argv, CONF, names) == argv
+    with pytest.raises(DistillError, match="did you mean cifar100/resnet56_resnet20"):
+        check_group_overrides(["experiment=cifar100/resnet56_resnet2"], CONF, names)

@@ -172,7 +172,7 @@ def test_sweep_trains_the_teacher_once_and_writes_each_job(tmp_path):
     "args, message",
     [
         (["teacher=resnt50"], "unknown teacher 'resnt50' (did you mean resnet50"),
-        (["teacher.name=resnet5"], "unknown model 'resnet5' (did you mean resnet50"),
+        (["teacher.name=resnet5"], "unknown model 'resnet5' (did you mean resnet56, resnet50"),
         (["loss=kdd"], "unknown loss 'kdd' (did you mean kd"),
         (["student.name=mobilenet_v9"], "unknown model 'mobilenet_v9'"),
         (["loss.kd.temperature=0"], "temperature must be a finite number > 0, got 0.0"),

@@ -26,12 +26,15 @@ class ModelFamily:
         claims: whether a model name belongs to this family.
         build: the builder.
         names: the names to suggest for a typo (may be empty for open families).
+        check: raises :class:`DistillError` for a claimed name that cannot be built
+            (open families such as ``timm:<name>``), so runs fail before any training.
     """
 
     name: str
     claims: Callable[[str], bool]
     build: Callable[..., nn.Module]
     names: Callable[[], Iterable[str]] = tuple
+    check: Callable[[str], None] | None = None
 
 
 _FAMILIES: list[ModelFamily] = []
@@ -70,7 +73,10 @@ def build_model(name: str, num_classes: int, weights: str | None = None, **optio
 
 def check_model_name(name: str) -> None:
     """Fail early, with close matches, on a model name :func:`build_model` would not know."""
-    if _family_of(name) is not None:
+    family = _family_of(name)
+    if family is not None:
+        if family.check is not None:
+            family.check(name)
         return
     known = list(torchvision_model_names())
     for family in _FAMILIES:
@@ -106,4 +112,4 @@ def _register_builtin_families() -> None:
 
 
 #: modules that register a model family (add new families here)
-_BUILTIN_FAMILY_MODULES: tuple[str, ...] = ()
+_BUILTIN_FAMILY_MODULES: tuple[str, ...] = ("distill.models.cifar", "distill.models.timm_models")

@@ -1,0 +1,90 @@
+"""Every teacher/student config composes and builds; a CIFAR pair runs through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from distill.models import build_model
+from distill.models.factory import model_options
+from distill.run import config_dir
+
+CONF = config_dir()
+#: the generic configs name no model; a small one of their family stands in
+STAND_INS = {"torchvision": "mobilenet_v3_small", "cifar": "resnet8", "timm": "timm:test_resnet"}
+
+
+def model_configs(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group", ["teacher", "student"])
+def test_every_model_config_composes_and_builds_with_10_classes(group):
+    built = []
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for option in model_configs(group):
+            overrides = [f"{group}={option}"]
+            if option in STAND_INS:
+                overrides.append(f"{group}.name={STAND_INS[option]}")
+            node = OmegaConf.to_container(compose("config", overrides=overrides)[group], resolve=True)
+            model = build_model(node["name"], 10, weights=node.get("weights"), **model_options(node))
+            built.append(option)
+            assert model is not None
+    # the CIFAR networks and timm are among them
+    assert {"resnet20", "wrn_40_2", "vgg13", "mobilenetv2", "shufflenetv2", "timm", "cifar"} <= set(built)
+
+
+def test_cifar_configs_name_their_own_network():
+    for group in ("teacher", "student"):
+        for option in ("resnet8x4", "wrn_16_2", "shufflenetv1"):
+            with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+                node = compose("config", overrides=[f"{group}={option}"])[group]
+            assert node.name == option
+    assert "train" in node or group == "student"
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "distill.run", *args],
+        cwd=cwd, env={**os.environ}, capture_output=True, text=True, timeout=600, check=False,
+    )
+
+
+def test_cifar_pair_runs_on_digits_through_the_cli(tmp_path):
+    result = run_cli(
+        "teacher=resnet20", "student=resnet8", "data.image_size=16", "trainer.max_epochs=1",
+        "teacher.train.epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+        "+trainer.limit_test_batches=1", "trainer.enable_progress_bar=false", "logger=csv",
+        f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(next((tmp_path / "run").glob("summary.json")).read_text())
+    assert summary["teacher"]["name"] == "resnet20" and summary["student"]["name"] == "resnet8"
+    # the run counts the models' parameters itself: the CIFAR ResNets with 10 classes
+    assert summary["student"]["parameters"] == sum(p.numel() for p in build_model("resnet8", 10).parameters())
+
+
+def test_prefixed_timm_name_reaches_the_config_from_the_cli(tmp_path):
+    pytest.importorskip("timm")
+    result = run_cli("student=timm:test_resnet", "--cfg", "job", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "name: timm:test_resnet" in result.stdout
+
+
+def test_unknown_timm_name_is_one_error_line(tmp_path):
+    pytest.importorskip("timm")
+    tiny = ["teacher=resnet8", "data.image_size=8", "teacher.train.epochs=1", "+trainer.limit_train_batches=1",
+            "+trainer.limit_val_batches=1", "trainer.enable_progress_bar=false"]
+    result = run_cli("student=timm:test_resnt", *tiny, f"cache_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: unknown timm model 'test_resnt'")
+    # found before the teacher was trained
+    assert not (tmp_path / "run" / "teacher_training").exists()
