@@ -106,4 +106,4 @@ def _register_builtin_families() -> None:
 
 
 #: modules that register a model family (add new families here)
-_BUILTIN_FAMILY_MODULES: tuple[str, ...] = ()
+_BUILTIN_FAMILY_MODULES: tuple[str, ...] = ("distill.models.huggingface",)
