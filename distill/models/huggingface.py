@@ -155,6 +155,8 @@ def _transformers() -> Any:
 
 
 def _check_directory(directory: str, key: str) -> Path:
+    if str(directory) == "???":  # Hydra's mark for a value the config leaves to the command line
+        raise DistillError(f"{key} is not set: give teacher.{key}=DIR (or student.{key}=DIR), a directory written by save_pretrained")
     folder = Path(str(directory)).expanduser()
     if not folder.is_dir():
         raise DistillError(
