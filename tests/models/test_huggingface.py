@@ -152,3 +152,21 @@ def test_checkpoint_round_trip(tiny_bert, tmp_path):
     torch.save(model.state_dict(), tmp_path / "teacher.pt")
     loaded = load_weights(build_model(FAMILY, 2, path=path), tmp_path / "teacher.pt")
     assert torch.equal(logits_of(loaded), logits_of(model))
+
+
+def test_eager_attention_exposes_probabilities(tiny_bert):
+    # attention modules return (context, probabilities); the probabilities exist only with eager attention
+    path = str(tiny_bert())
+    for model in (build_model(FAMILY, 2, path=path, attn_implementation="eager"),
+                  build_model(FAMILY, 2, config_from=path, attn_implementation="eager")):
+        context, probabilities = attention_output(model)
+        assert context.shape == (2, 6, 32) and probabilities.shape == (2, 2, 6, 6)
+        torch.testing.assert_close(probabilities.sum(-1), torch.ones(2, 2, 6))
+    assert attention_output(build_model(FAMILY, 2, path=path))[1] is None  # sdpa, the default
+
+
+def attention_output(model):
+    seen = {}
+    model.bert.encoder.layer[1].attention.self.register_forward_hook(lambda m, i, o: seen.setdefault("out", o))
+    logits_of(model)
+    return seen["out"]
