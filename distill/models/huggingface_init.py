@@ -44,10 +44,11 @@ def copy_layers(student: nn.Module, source: nn.Module, layers: Sequence[int], so
     """
     student_prefix, student_layers = layer_list(student)
     source_prefix, source_layers = layer_list(source)
+    given = layers
     layers = [int(i) for i in layers] if not isinstance(layers, (str, bytes)) else None
     if layers is None or len(layers) != len(student_layers):
         raise DistillError(
-            f"init_layers must list one source layer per student layer ({len(student_layers)}), got {layers!r}; "
+            f"init_layers must list one source layer per student layer ({len(student_layers)}), got {given!r}; "
             "or give init_layers=every_other"
         )
     if any(not 0 <= i < len(source_layers) for i in layers):

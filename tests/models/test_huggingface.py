@@ -141,6 +141,8 @@ def test_bad_layer_initialisations(tiny_bert):
             FAMILY, 2, config_from=path, config={"num_hidden_layers": 1, "hidden_size": 16, "intermediate_size": 32},
             init_layers=[0],
         )
+    with pytest.raises(DistillError, match="got 'every_third'; or give init_layers=every_other"):
+        build_model(FAMILY, 2, config_from=path, init_layers="every_third")
     with pytest.raises(DistillError, match="init_layers starts a new one"):
         build_model(FAMILY, 2, path=path, init_layers=[0])
 
@@ -170,3 +172,12 @@ def attention_output(model):
     model.bert.encoder.layer[1].attention.self.register_forward_hook(lambda m, i, o: seen.setdefault("out", o))
     logits_of(model)
     return seen["out"]
+
+
+def test_teacher_with_weights_default_is_used_as_saved(tiny_bert):
+    from distill.teachers import prepare_teacher
+
+    path = str(tiny_bert(num_labels=2))
+    prepared = prepare_teacher(FAMILY, 2, weights="DEFAULT", options={"path": path})
+    assert (prepared.origin, prepared.source) == ("weights", f"weights in {path}")
+    assert torch.equal(logits_of(prepared.model), logits_of(BertForSequenceClassification.from_pretrained(path)))
