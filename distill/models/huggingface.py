@@ -18,6 +18,7 @@ from torch import nn
 
 from distill.errors import DistillError, close_matches
 from distill.models.factory import ModelFamily, register_family
+from distill.models.huggingface_init import copy_layers, every_other
 from distill.models.select_classes import SelectClasses
 
 FAMILY = "hf_sequence_classification"
@@ -60,7 +61,6 @@ def build_hf_sequence_classifier(
         attn_implementation: ``"eager"``, ``"sdpa"``, ...; ``"eager"`` is
             needed for attention probabilities (``output_attentions``).
     """
-    transformers = _transformers()
     overrides = {k: v for k, v in dict(config or {}).items() if v is not None}
     load_options = {"attn_implementation": attn_implementation} if attn_implementation else {}
     if weights is not None and weights != "DEFAULT":
@@ -74,32 +74,7 @@ def build_hf_sequence_classifier(
                 f"{FAMILY}: path={path} loads a whole saved model; init_layers starts a new one built from "
                 "config_from: give one or the other (set path=null to build from config_from)"
             )
-        model_config = _apply_overrides(_read_config(path, "path"), overrides, path)
-        head = _has_classification_head(model_config)
-        if weights and not head:
-            raise DistillError(
-                f"{path} holds no trained sequence-classification head (architectures: "
-                f"{model_config.architectures}); leave weights unset so that distill fine-tunes it on the data "
-                "first, or give a fine-tuned checkpoint"
-            )
-        if class_map is not None:
-            if not head:
-                raise DistillError(
-                    f"class_map selects outputs of a trained classification head, but {path} has none "
-                    f"(architectures: {model_config.architectures}); remove class_map"
-                )
-            indices = class_indices(class_map, model_config, num_classes, path)
-            model = _load(transformers, path, model_config, load_options)
-            return SelectClasses(model, indices)
-        if head and model_config.num_labels != num_classes:
-            raise DistillError(
-                f"{path} classifies into {model_config.num_labels} labels ({_labels(model_config)}) but the data has "
-                f"{num_classes} classes; give class_map=[...] with the model's output for each data class, "
-                "or a base model to fine-tune"
-            )
-        model_config.num_labels = num_classes
-        return _load(transformers, path, model_config, load_options)
-
+        return _load_saved(path, num_classes, bool(weights), overrides, class_map, load_options)
     if not config_from:
         raise DistillError(
             f"{FAMILY} needs path=DIR (a saved model) or config_from=DIR (a config.json to build a new model from)"
@@ -108,13 +83,50 @@ def build_hf_sequence_classifier(
         raise DistillError(f"{FAMILY}: weights={weights} needs path=DIR; a model built from config_from starts from random weights")
     if class_map is not None:
         raise DistillError(f"{FAMILY}: class_map needs path=DIR with a trained head; a new model has one output per data class")
+    return _build_from_config(config_from, num_classes, overrides, init_layers, load_options)
+
+
+def _load_saved(
+    path: str, num_classes: int, as_saved: bool, overrides: Mapping[str, Any],
+    class_map: Sequence[int | str] | None, load_options: Mapping[str, Any],
+) -> nn.Module:
+    """The model saved in ``path``; ``as_saved``: its head must be a trained one (weights=DEFAULT)."""
+    model_config = _apply_overrides(_read_config(path, "path"), overrides, path)
+    head = _has_classification_head(model_config)
+    if as_saved and not head:
+        raise DistillError(
+            f"{path} holds no trained sequence-classification head (architectures: "
+            f"{model_config.architectures}); leave weights unset so that distill fine-tunes it on the data "
+            "first, or give a fine-tuned checkpoint"
+        )
+    if class_map is not None:
+        if not head:
+            raise DistillError(
+                f"class_map selects outputs of a trained classification head, but {path} has none "
+                f"(architectures: {model_config.architectures}); remove class_map"
+            )
+        indices = class_indices(class_map, model_config, num_classes, path)
+        return SelectClasses(_load(path, model_config, load_options), indices)
+    if head and model_config.num_labels != num_classes:
+        raise DistillError(
+            f"{path} classifies into {model_config.num_labels} labels ({_labels(model_config)}) but the data has "
+            f"{num_classes} classes; give class_map=[...] with the model's output for each data class, "
+            "or a base model to fine-tune"
+        )
+    model_config.num_labels = num_classes
+    return _load(path, model_config, load_options)
+
+
+def _build_from_config(
+    config_from: str, num_classes: int, overrides: Mapping[str, Any],
+    init_layers: str | Sequence[int] | None, load_options: Mapping[str, Any],
+) -> nn.Module:
+    """A new model from ``config_from``'s config.json, optionally starting from some of its saved layers."""
     model_config = _apply_overrides(_read_config(config_from, "config_from"), overrides, config_from)
     model_config.num_labels = num_classes
-    model = transformers.AutoModelForSequenceClassification.from_config(model_config, **load_options)
+    model = _transformers().AutoModelForSequenceClassification.from_config(model_config, **load_options)
     if init_layers is not None:
-        from distill.models.huggingface_init import copy_layers, every_other
-
-        source = _load(transformers, config_from, None, {}, base=True)
+        source = _load(config_from, None, {}, base=True)
         layers = every_other(model_config.num_hidden_layers) if init_layers == "every_other" else init_layers
         copy_layers(model.base_model, source, layers, source_name=config_from)
     return model
@@ -190,7 +202,9 @@ def _apply_overrides(model_config: Any, overrides: Mapping[str, Any], directory:
     return model_config
 
 
-def _load(transformers: Any, directory: str, model_config: Any, options: Mapping[str, Any], base: bool = False) -> nn.Module:
+def _load(directory: str, model_config: Any, options: Mapping[str, Any], base: bool = False) -> nn.Module:
+    """``from_pretrained`` offline: the sequence classifier, or with ``base`` the bare encoder."""
+    transformers = _transformers()
     folder = _check_directory(directory, "path")
     auto = transformers.AutoModel if base else transformers.AutoModelForSequenceClassification
     extra = {"config": model_config} if model_config is not None else {}
