@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,10 @@ from distill.models.fingerprint import weights_sha256
 from distill.models.torchvision_models import torchvision_model_names
 from distill.report.table import print_report
 from distill.run import (
+    _extra,
     _fail,
     _loss_term,
+    _options,
     _prepare_teacher,
     _trained_first_spec,
     config_dir,
@@ -77,6 +79,8 @@ class SavedModel:
     #: the run directory and its composed config, when the checkpoint lies in one
     run_dir: Path | None
     run_cfg: DictConfig | None
+    #: the builder options of the run's model config (e.g. a Hugging Face model's path)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 def find_run_config(checkpoint: str | os.PathLike) -> Path | None:
@@ -173,11 +177,13 @@ def load_saved_model(cfg: DictConfig, keys: dict[str, bool]) -> SavedModel:
         num_classes = getattr(datamodule, "num_classes", None)
         if num_classes is None:
             raise DistillError(f"{type(datamodule).__name__} does not say how many classes it has; give num_classes=N")
-    model = load_weights(build_model(name, int(num_classes)), checkpoint)
+    # the run's model options (a Hugging Face model's directory, ...), unless model= names another model
+    options = _options(run_cfg[role]) if run_cfg is not None and name == run_cfg[role].name else {}
+    model = load_weights(build_model(name, int(num_classes), **options), checkpoint)
     return SavedModel(
         name=name, role=role, num_classes=int(num_classes), model=model, datamodule=datamodule,
         checkpoint=checkpoint, content=content,
-        run_dir=config_path.parent.parent if config_path is not None else None, run_cfg=run_cfg,
+        run_dir=config_path.parent.parent if config_path is not None else None, run_cfg=run_cfg, options=options,
     )
 
 
@@ -223,7 +229,9 @@ def load_teacher(cfg: DictConfig, saved: SavedModel, keys: dict[str, bool], work
     check_model_name(name)
     teacher_data = instantiate(run_cfg.data)  # the run's own data: the cached teacher is keyed by it
     if not (run_cfg.teacher.checkpoint or run_cfg.teacher.weights) and not cfg.get("train_teacher"):
-        spec = _trained_first_spec(run_cfg, teacher_data, model=name, train=run_cfg.teacher.train)
+        spec = _trained_first_spec(
+            run_cfg, teacher_data, model=name, train=run_cfg.teacher.train, **_extra(options=_options(run_cfg.teacher))
+        )
         cache_root = Path(str(run_cfg.cache_dir)).expanduser() / "teachers"
         path = TeacherCache(cache_root).path(name, spec)
         if not path.is_file():

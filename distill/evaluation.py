@@ -188,12 +188,14 @@ def evaluation_loader(data: Any) -> Any:
     )
 
 
-def example_input(loader: Any) -> Tensor | None:
-    """The inputs of the first batch (on the CPU), or ``None`` when the models take keyword inputs."""
+def example_input(loader: Any) -> Tensor | dict[str, Tensor] | None:
+    """The inputs of the first batch (on the CPU): a tensor, the keyword tensors (text models), or ``None``."""
     parts = split_batch(next(iter(loader)))
-    if not parts.args or not isinstance(parts.args[0], Tensor):
-        return None
-    return parts.args[0].cpu()
+    if parts.args and isinstance(parts.args[0], Tensor):
+        return parts.args[0].cpu()
+    if parts.kwargs and all(isinstance(v, Tensor) for v in parts.kwargs.values()):
+        return {key: value.cpu() for key, value in parts.kwargs.items()}
+    return None
 
 
 def _as_terms(loss: Mapping[str, LossTerm] | LossTerm) -> dict[str, LossTerm]:

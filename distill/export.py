@@ -45,7 +45,7 @@ def export_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.Pa
     saved = load_saved_model(cfg, command_line_keys(overrides))
     example = example_input(evaluation_loader(saved.datamodule))
     if example is None:
-        raise DistillError("export needs tensor inputs; this data passes keyword inputs to the model")
+        raise DistillError("export needs tensor inputs (or keyword tensors); this data's batches hold other inputs")
     out = Path(str(cfg.out)).expanduser() if cfg.get("out") else Path(out_dir) / default_filename(saved.name, fmt)
     meta = {
         "checkpoint": str(saved.checkpoint.resolve()),
@@ -56,7 +56,7 @@ def export_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.Pa
     }
     return export_model(
         saved.model, fmt, out, example, tolerance=cfg.get("tolerance"), name=saved.name,
-        num_classes=saved.num_classes, meta=meta,
+        num_classes=saved.num_classes, options=saved.options, meta=meta,
     )
 
 
@@ -75,11 +75,18 @@ def main(cfg: DictConfig) -> None:
     print(
         f"exported {meta['model']} ({meta['role']}) as {result['format']} to {result['path']}\n"
         f"checked on test batches of {' and '.join(str(b) for b in result['batch_sizes'])} inputs of shape "
-        f"{result['input_shape'][1:]}: max |exported - PyTorch| = {result['max_abs_diff']:.3g} "
+        f"{_shape_text(result['input_shape'])}: max |exported - PyTorch| = {result['max_abs_diff']:.3g} "
         f"<= tolerance {result['tolerance']:g}\n"
         f"record: {result['record']}",
         flush=True,
     )
+
+
+def _shape_text(shape: list[int] | dict[str, list[int]]) -> str:
+    """A sample's input shape (without the batch dimension); keyword inputs by name."""
+    if isinstance(shape, dict):
+        return ", ".join(f"{key} {value[1:]}" for key, value in shape.items())
+    return str(shape[1:])
 
 
 def cli() -> None:

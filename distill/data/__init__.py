@@ -6,6 +6,7 @@ from distill.data.digits import DigitsDataModule
 from distill.data.image_folder import ImageFolderDataModule
 from distill.data.indexed import IndexedDataset, batch_item
 from distill.data.tensor_dataset import TensorClassificationDataset
+from distill.data.text import TextClassificationDataModule
 
 __all__ = [
     "CIFAR10DataModule",
@@ -15,5 +16,6 @@ __all__ = [
     "ImageFolderDataModule",
     "IndexedDataset",
     "TensorClassificationDataset",
+    "TextClassificationDataModule",
     "batch_item",
 ]

@@ -112,4 +112,8 @@ def _register_builtin_families() -> None:
 
 
 #: modules that register a model family (add new families here)
-_BUILTIN_FAMILY_MODULES: tuple[str, ...] = ("distill.models.cifar", "distill.models.timm_models")
+_BUILTIN_FAMILY_MODULES: tuple[str, ...] = (
+    "distill.models.cifar",
+    "distill.models.timm_models",
+    "distill.models.huggingface",
+)

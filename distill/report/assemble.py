@@ -21,11 +21,14 @@ from distill.report.speed import measure_latency, size_on_disk_mb
 from distill.report.table import build_report, write_report
 
 
-def _example_input(dataloader: Any) -> Tensor:
+def _example_input(dataloader: Any) -> Tensor | dict[str, Tensor]:
+    """The first batch's inputs on the CPU: a tensor, or the keyword inputs (text models)."""
     parts = split_batch(next(iter(dataloader)))
-    if not parts.args or not isinstance(parts.args[0], Tensor):
-        raise ValueError("latency is measured on tensor inputs; this data passes keyword inputs")
-    return parts.args[0].cpu()
+    if parts.args and isinstance(parts.args[0], Tensor):
+        return parts.args[0].cpu()
+    if parts.kwargs and all(isinstance(v, Tensor) for v in parts.kwargs.values()):
+        return {key: value.cpu() for key, value in parts.kwargs.items()}
+    raise ValueError("latency is measured on tensor inputs or keyword tensors")
 
 
 def model_row(
@@ -35,7 +38,7 @@ def model_row(
     logits: Tensor,
     labels: Tensor | None,
     teacher_logits: Tensor | None,
-    example_input: Tensor | None,
+    example_input: Tensor | Mapping[str, Tensor] | None,
 ) -> dict[str, Any]:
     """One row of the report: quality from test-set logits, size, and CPU latency at batch 1 and 64."""
     row: dict[str, Any] = {"name": name, "role": role}
@@ -70,7 +73,7 @@ def distillation_report(
     try:
         example = _example_input(test_loader)
     except ValueError:
-        example = None  # keyword inputs (text models): no latency columns
+        example = None  # inputs that are not tensors: no latency columns
     logits = {role: collect_logits(model, test_loader) for role, (_, model) in models.items()}
     teacher_logits = logits["teacher"][0]
     rows = [

@@ -7,6 +7,7 @@ import io
 import math
 import statistics
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -15,8 +16,13 @@ from torch import Tensor, nn
 from distill.errors import DistillError
 
 
-def _batch_of(example_input: Tensor, batch_size: int) -> Tensor:
-    """``batch_size`` samples from ``example_input`` (a batch): its first ones, repeated if it has fewer."""
+def _batch_of(example_input: Tensor | Mapping[str, Tensor], batch_size: int) -> Tensor | dict[str, Tensor]:
+    """``batch_size`` samples from ``example_input`` (a batch): its first ones, repeated if it has fewer.
+
+    A mapping (keyword inputs such as ``input_ids`` and ``attention_mask``) is cut the same way, entry by entry.
+    """
+    if isinstance(example_input, Mapping):
+        return {key: _batch_of(value, batch_size) for key, value in example_input.items()}
     if example_input.dim() == 0 or len(example_input) == 0:
         raise DistillError(
             f"measure_latency: example_input must be a batch of at least one sample, "
@@ -30,15 +36,16 @@ def _batch_of(example_input: Tensor, batch_size: int) -> Tensor:
 
 def measure_latency(
     model: nn.Module,
-    example_input: Tensor,
+    example_input: Tensor | Mapping[str, Tensor],
     batch_size: int,
     repeats: int = 20,
     warmup: int = 3,
 ) -> dict[str, Any]:
     """Time the forward pass of ``model`` on the CPU at one batch size.
 
-    ``example_input`` is a batch of inputs (``[n, ...]``, ``n >= 1``); its first
-    ``batch_size`` samples are used, repeated when it has fewer. The model runs
+    ``example_input`` is a batch of inputs (``[n, ...]``, ``n >= 1``), or a
+    mapping of them passed as keyword arguments (a tokenized text batch); its
+    first ``batch_size`` samples are used, repeated when it has fewer. The model runs
     in eval mode under ``torch.inference_mode()``, ``warmup`` untimed times and
     then ``repeats`` timed times (``time.perf_counter``). A model whose weights
     are not on the CPU is timed on a CPU copy; the caller's model is left as it
@@ -58,17 +65,18 @@ def measure_latency(
     cpu = torch.device("cpu")
     on_cpu = all(t.device == cpu for t in (*model.parameters(), *model.buffers()))
     timed = model if on_cpu else copy.deepcopy(model).to(cpu)
-    x = _batch_of(example_input.detach().to(cpu), batch_size)
+    x = _batch_of(_to_cpu(example_input), batch_size)
+    run = (lambda: timed(**x)) if isinstance(x, Mapping) else (lambda: timed(x))
     was_training = timed.training
     timed.eval()
     times: list[float] = []
     try:
         with torch.inference_mode():
             for _ in range(warmup):
-                timed(x)
+                run()
             for _ in range(repeats):
                 start = time.perf_counter()
-                timed(x)
+                run()
                 times.append(time.perf_counter() - start)
     finally:
         timed.train(was_training)
@@ -84,6 +92,12 @@ def measure_latency(
         "warmup": warmup,
         "device": "cpu",
     }
+
+
+def _to_cpu(example_input: Tensor | Mapping[str, Tensor]) -> Tensor | dict[str, Tensor]:
+    if isinstance(example_input, Mapping):
+        return {key: value.detach().cpu() for key, value in example_input.items()}
+    return example_input.detach().cpu()
 
 
 def size_on_disk_mb(model: nn.Module) -> float:

@@ -66,7 +66,8 @@ def prepare_teacher(
     if weights:
         model = build_model(name, num_classes, weights=weights, **options)
         log.info("Teacher %s loaded with pretrained weights %s", name, weights)
-        return PreparedTeacher(model, "weights", f"torchvision weights {name}:{weights}")
+        where = f"weights in {options['path']}" if options.get("path") else f"torchvision weights {name}:{weights}"
+        return PreparedTeacher(model, "weights", where)
     if train is None or cache is None or spec is None:
         raise DistillError(
             "the teacher has no checkpoint and no pretrained weights; set teacher.checkpoint=PATH "
