@@ -26,19 +26,21 @@ def model_configs(group: str) -> list[str]:
 
 
 @pytest.mark.parametrize("group", ["teacher", "student"])
-def test_every_model_config_composes_and_builds_with_10_classes(group):
-    built = []
+def test_every_model_config_composes_and_builds_with_10_classes(group, tiny_bert):
+    built, bert = [], tiny_bert(num_labels=10)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         for option in model_configs(group):
             overrides = [f"{group}={option}"]
             if option in STAND_INS:
                 overrides.append(f"{group}.name={STAND_INS[option]}")
+            if option == "hf_sequence_classification":  # a local directory is its model name
+                overrides.append(f"{group}.path={bert}" if group == "teacher" else f"{group}.config_from={bert}")
             node = OmegaConf.to_container(compose("config", overrides=overrides)[group], resolve=True)
             model = build_model(node["name"], 10, weights=node.get("weights"), **model_options(node))
             built.append(option)
             assert model is not None
     # the CIFAR networks and timm are among them
-    assert {"resnet20", "wrn_40_2", "vgg13", "mobilenetv2", "shufflenetv2", "timm", "cifar"} <= set(built)
+    assert {"resnet20", "wrn_40_2", "vgg13", "mobilenetv2", "shufflenetv2", "timm", "cifar", "hf_sequence_classification"} <= set(built)
 
 
 def test_cifar_configs_name_their_own_network():
