@@ -30,6 +30,7 @@ from distill.losses.pkt import PKT
 from distill.losses.reverse_kl import ReverseKL
 from distill.losses.review_kd import ReviewKD
 from distill.losses.rkd import RKD
+from distill.losses.slice_outputs import SliceOutputs
 from distill.losses.similarity_preserving import SimilarityPreserving
 from distill.losses.soft_target_ce import SoftTargetCE
 from distill.losses.tvd import TVD
@@ -48,6 +49,7 @@ __all__ = [
     "LossTerm",
     "MaskedBCE",
     "ReverseKL",
+    "SliceOutputs",
     "SoftTargetCE",
     "StepOutputs",
     # feature-based terms
