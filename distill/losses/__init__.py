@@ -27,6 +27,7 @@ from distill.losses.logit_mse import LogitMSE
 from distill.losses.masked_bce import MaskedBCE
 from distill.losses.nst import NST
 from distill.losses.pkt import PKT
+from distill.losses.pseudo_label import PseudoLabel
 from distill.losses.reverse_kl import ReverseKL
 from distill.losses.review_kd import ReviewKD
 from distill.losses.rkd import RKD
@@ -48,6 +49,7 @@ __all__ = [
     "LogitMSE",
     "LossTerm",
     "MaskedBCE",
+    "PseudoLabel",
     "ReverseKL",
     "SliceOutputs",
     "SoftTargetCE",
