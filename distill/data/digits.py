@@ -30,7 +30,8 @@ class DigitsDataModule(L.LightningDataModule):
         val_fraction, test_fraction: shares of the data held out.
         split_seed: seed of the split (kept apart from the training seed so
             that runs with different seeds are scored on the same test set).
-        labels: ``False`` yields inputs only, for distillation without labels.
+        labels: ``False`` drops the labels of the training split, for distillation
+            without labels; validation and test keep theirs, to measure the result.
         with_index: also yield each sample's index within its split.
     """
 
@@ -101,8 +102,9 @@ class DigitsDataModule(L.LightningDataModule):
         y = torch.from_numpy(targets)
         for name, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
             idx = torch.from_numpy(np.sort(idx))
+            labelled = self.labels or name != "train"
             self.splits[name] = TensorClassificationDataset(
-                x[idx], y[idx] if self.labels else None, with_index=self.with_index
+                x[idx], y[idx] if labelled else None, with_index=self.with_index
             )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
