@@ -1,0 +1,78 @@
+"""Several binary teachers merged into one multi-head student (issue 6: multi-teacher), in Python and on the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from distill import DistillationModule
+from distill.data import DigitHeadsDataModule
+from distill.losses import BCEKD, MaskedBCE
+from distill.supervised import SupervisedModule
+from distill.teachers import TeacherEnsemble
+
+HEADS = [[1, 0], [2, 0], [3, 0], [4, 0]]
+
+
+def test_four_binary_teachers_merge_into_one_student_that_keeps_their_decisions(make_cnn, fast_trainer):
+    torch.manual_seed(0)
+    teachers = {}
+    for positive, negative in HEADS:
+        # each teacher sees only its own two digits, all labelled, and has one output
+        view = DigitHeadsDataModule(heads=[[positive, negative]], label_fraction=1.0, only_defined=True,
+                                    batch_size=32, image_size=8, channels=1)
+        teacher = make_cnn(num_classes=1, width=8)
+        fast_trainer(max_epochs=8).fit(SupervisedModule(teacher), datamodule=view)
+        teachers[f"{positive}_vs_{negative}"] = teacher
+    ensemble = TeacherEnsemble(teachers, combine="concat")
+
+    # the student's data: all digits, each head labelled on half of its training samples
+    data = DigitHeadsDataModule(heads=HEADS, label_fraction=0.5, batch_size=32, image_size=8, channels=1)
+    student = make_cnn(num_classes=4, width=16)
+    module = DistillationModule(student, ensemble, {"masked_bce": MaskedBCE(), "bce_kd": BCEKD()})
+    fast_trainer(max_epochs=12).fit(module, datamodule=data)
+
+    data.setup()
+    x, targets = data.splits["test"].inputs, data.splits["test"].labels
+    with torch.no_grad():
+        student_says = student.eval()(x) > 0
+        for k, teacher in enumerate(teachers.values()):
+            teacher_says = teacher.eval()(x)[:, 0] > 0
+            relevant = targets[:, k] != -1  # the head's own two digits, every test sample of them
+            assert relevant.sum() > 45
+            teacher_right = (teacher_says[relevant] == (targets[relevant, k] == 1)).float().mean().item()
+            match = (student_says[relevant, k] == teacher_says[relevant]).float().mean().item()
+            assert teacher_right >= 0.95, (k, teacher_right)  # a teacher worth copying
+            assert match >= 0.95, (k, match)
+
+
+def test_experiment_binary_heads_runs_end_to_end(tmp_path):
+    """The experiment config on the real CLI, shrunk to a few batches: four members trained first, one student."""
+    env = {**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [sys.executable, "-m", "distill.run", "experiment=binary_heads", "data.image_size=8",
+         "teacher.train.epochs=1", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+         "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1", "trainer.enable_progress_bar=false",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (result.stdout + result.stderr).count("trained and cached") == 4
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["teacher"]["name"] == "ensemble" and summary["teacher"]["origin"] == "trained"
+    for member in ("one_vs_zero", "two_vs_zero", "three_vs_zero", "four_vs_zero"):
+        assert f"{member}: teacher trained by distill" in summary["teacher"]["source"]
+    assert summary["student"]["test_accuracy"] is None  # yes/no heads: no single-label accuracy
+    assert 0.0 <= summary["agreement"] <= 1.0  # the share of equal yes/no decisions
+    from torchvision import models
+
+    student = models.get_model("resnet18", num_classes=4)
+    student.load_state_dict(torch.load(summary["student"]["weights"], weights_only=True))
+    # each member was trained on its own one-head view: a one-output teacher
+    cached = sorted((tmp_path / "cache" / "teachers").glob("resnet18-*.pt"))
+    assert len(cached) == 4
+    assert all(torch.load(p, weights_only=True)["fc.weight"].shape == (1, 512) for p in cached)
