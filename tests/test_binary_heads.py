@@ -87,3 +87,22 @@ def test_experiment_binary_heads_runs_end_to_end(tmp_path):
     cached = sorted((tmp_path / "cache" / "teachers").glob("resnet18-*.pt"))
     assert len(cached) == 4
     assert all(torch.load(p, weights_only=True)["fc.weight"].shape == (1, 512) for p in cached)
+
+
+def test_members_take_the_ensembles_schedule_and_their_own_data_view():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from distill.run import _member_config, config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=binary_heads", "+teacher.members.one_vs_zero.train.epochs=2"])
+    own, data = _member_config(cfg, "one_vs_zero", cfg.teacher.members.one_vs_zero)
+    schedule = OmegaConf.to_container(own.train, resolve=True)
+    assert schedule["epochs"] == 2 and schedule["lr_scheduler"]["T_max"] == 2  # its own epochs, its own cosine
+    assert schedule["optimizer"]["lr"] == cfg.teacher.train.optimizer.lr
+    assert OmegaConf.to_container(_member_config(cfg, "two_vs_zero", cfg.teacher.members.two_vs_zero)[0].train,
+                                  resolve=True)["lr_scheduler"]["T_max"] == 5  # the ensemble's
+    # the run's data config with the member's entries on top: one head, its two digits only
+    assert data.heads == [[1, 0]] and data.only_defined and data.image_size == cfg.data.image_size
+    assert own.checkpoint is None and own.weights is None and "data" not in own
