@@ -360,7 +360,7 @@ def _check_teacher_names(teacher: DictConfig) -> None:
         raise DistillError(
             f"teacher=ensemble does not take {unknown}; give them to each member (teacher.members.NAME.KEY)"
         )
-    for name, member in teacher.members.items():
+    for member in teacher.members.values():
         if isinstance(member, DictConfig) and member.get("name"):
             check_model_name(member.name)
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
-
-import functools
 
 import pytest
 import torch

@@ -31,8 +31,8 @@ from distill.losses.pseudo_label import PseudoLabel
 from distill.losses.reverse_kl import ReverseKL
 from distill.losses.review_kd import ReviewKD
 from distill.losses.rkd import RKD
-from distill.losses.slice_outputs import SliceOutputs
 from distill.losses.similarity_preserving import SimilarityPreserving
+from distill.losses.slice_outputs import SliceOutputs
 from distill.losses.soft_target_ce import SoftTargetCE
 from distill.losses.tvd import TVD
 from distill.losses.vid import VID

@@ -30,7 +30,7 @@ def test_splits_hold_the_digits_own_targets_and_half_the_training_labels():
                 assert kept == round(0.5 * defined)
             else:
                 assert kept == defined
-    x, y = next(iter(dm.train_dataloader()))
+    _, y = next(iter(dm.train_dataloader()))
     assert y.dtype == torch.float32 and y.shape == (64, 2)
 
 
