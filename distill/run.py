@@ -288,7 +288,7 @@ def _prepare_teacher(cfg: DictConfig, datamodule: Any, run_dir: Path) -> Prepare
     ensemble = TeacherEnsemble(
         {name: p.model for name, p in prepared.items()},
         combine=cfg.teacher.combine,
-        weights=cfg.teacher.get("member_weights"),
+        weights=OmegaConf.to_container(cfg.teacher.member_weights) if cfg.teacher.get("member_weights") else None,
         temperature=cfg.teacher.get("temperature", 1.0),
     )
     origins = dict.fromkeys(p.origin for p in prepared.values())
