@@ -55,6 +55,7 @@ def test_four_binary_teachers_merge_into_one_student_that_keeps_their_decisions(
             assert relevant.sum() > 45
             teacher_right = (teacher_says[relevant] == (targets[relevant, k] == 1)).float().mean().item()
             match = (student_says[relevant, k] == teacher_says[relevant]).float().mean().item()
+            print(f"head {k + 1}: teacher right on {teacher_right:.3f}, student matches it on {match:.3f}")
             assert teacher_right >= 0.95, (k, teacher_right)  # a teacher worth copying
             assert match >= 0.95, (k, match)
 
