@@ -45,8 +45,7 @@ from distill.report.assemble import distillation_report
 from distill.report.table import print_report
 from distill.summary import summary_markdown, write_summary
 from distill.supervised import SupervisedModule
-from distill.teachers import PreparedTeacher, TeacherCache, prepare_teacher
-from distill.teachers.output_cache import TeacherOutputCache
+from distill.teachers import PreparedTeacher, TeacherCache, TeacherEnsemble, TeacherOutputCache, prepare_teacher
 
 log = logging.getLogger("distill")
 
@@ -69,7 +68,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.data)
     num_classes = datamodule.num_classes
     loss = {name: _loss_term(term) for name, term in cfg.loss.items() if term is not None}
-    check_model_name(cfg.teacher.name)
+    _check_labels_for(loss, cfg)
+    _check_teacher_names(cfg.teacher)
     check_model_name(cfg.student.name)
     _make_trainer(cfg, logger=False, callbacks=[], enable_checkpointing=False)  # trainer settings
     if any(term.needs_index for term in loss.values()) and not getattr(datamodule, "with_index", True):
@@ -277,11 +277,16 @@ def _without(node: DictConfig, keys: set[str]) -> dict[str, Any]:
     return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in keys}
 
 
-def _trained_first_spec(cfg: DictConfig, datamodule: Any, **what: Any) -> dict[str, Any]:
-    """Everything that determines a model distill trains itself, so a different setting never reuses it."""
+def _trained_first_spec(
+    cfg: DictConfig, datamodule: Any, data: DictConfig | None = None, **what: Any
+) -> dict[str, Any]:
+    """Everything that determines a model distill trains itself, so a different setting never reuses it.
+
+    ``data`` is the config of the data it is trained on, when not ``cfg.data`` (an ensemble member's own view).
+    """
     return {
         "num_classes": datamodule.num_classes,
-        "data": _without(cfg.data, _NOT_IN_TEACHER_KEY),
+        "data": _without(cfg.data if data is None else data, _NOT_IN_TEACHER_KEY),
         "trainer": _without(cfg.trainer, _NOT_IN_TEACHER_KEY),
         "seed": cfg.seed,
         **{k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v for k, v in what.items()},
@@ -326,23 +331,103 @@ def _extra(**entries: Any) -> dict[str, Any]:
 
 
 def _prepare_teacher(cfg: DictConfig, datamodule: Any, run_dir: Path) -> PreparedTeacher:
-    given = cfg.teacher.checkpoint or cfg.teacher.weights
-    schedule = cfg.teacher.train
+    if not _is_ensemble(cfg.teacher):
+        return _prepare_one_teacher(cfg, cfg.teacher, datamodule, None, run_dir, "teacher_training")
+    prepared = {}
+    for name, member in cfg.teacher.members.items():
+        member, data = _member_config(cfg, name, member)
+        member_data = datamodule if data is None else instantiate(data)
+        prepared[name] = _prepare_one_teacher(cfg, member, member_data, data, run_dir, f"teacher_training_{name}")
+    ensemble = TeacherEnsemble(
+        {name: p.model for name, p in prepared.items()},
+        combine=cfg.teacher.combine,
+        weights=OmegaConf.to_container(cfg.teacher.member_weights) if cfg.teacher.get("member_weights") else None,
+        temperature=cfg.teacher.get("temperature", 1.0),
+    )
+    origins = dict.fromkeys(p.origin for p in prepared.values())
+    source = f"ensemble ({cfg.teacher.combine}) of " + "; ".join(f"{n}: {p.source}" for n, p in prepared.items())
+    return PreparedTeacher(ensemble, "+".join(origins), source)
+
+
+def _prepare_one_teacher(
+    cfg: DictConfig, teacher: DictConfig, datamodule: Any, data: DictConfig | None, run_dir: Path, log_name: str
+) -> PreparedTeacher:
+    """One teacher (or ensemble member) described by ``teacher``, trained first on ``datamodule`` if need be."""
+    given = teacher.checkpoint or teacher.weights
+    if not given and not (cfg.data if data is None else data).get("labels", True):
+        raise DistillError(
+            f"teacher {teacher.name} would be trained first, which needs labels, but data.labels=false; "
+            "give teacher.checkpoint=PATH (e.g. a teacher cached by a run with labels) or teacher.weights=NAME"
+        )
+    schedule = teacher.train
     return prepare_teacher(
-        cfg.teacher.name,
+        teacher.name,
         datamodule.num_classes,
-        checkpoint=cfg.teacher.checkpoint,
-        weights=cfg.teacher.weights,
-        trusted_checkpoint=bool(cfg.teacher.get("trusted_checkpoint", False)),
-        options=_options(cfg.teacher),
+        checkpoint=teacher.checkpoint,
+        weights=teacher.weights,
+        trusted_checkpoint=bool(teacher.get("trusted_checkpoint", False)),
+        options=_options(teacher),
         train=_supervised_training(
-            cfg, datamodule, run_dir, "teacher_training", schedule.epochs, schedule.optimizer, schedule.get("lr_scheduler")
+            cfg, datamodule, run_dir, log_name, schedule.epochs, schedule.optimizer, schedule.get("lr_scheduler")
         ),
         cache=None if given else TeacherCache(Path(cfg.cache_dir).expanduser() / "teachers"),
         spec=None if given else _trained_first_spec(
-            cfg, datamodule, model=cfg.teacher.name, train=schedule, **_extra(options=_options(cfg.teacher))
+            cfg, datamodule, data, model=teacher.name, train=schedule, **_extra(options=_options(teacher))
         ),
     )
+
+
+#: keys of teacher=ensemble's config that describe the ensemble, not a model
+_ENSEMBLE_KEYS = {"name", "members", "combine", "member_weights", "temperature", "train"}
+
+
+def _is_ensemble(teacher: DictConfig) -> bool:
+    return teacher.get("members") is not None
+
+
+def _member_config(cfg: DictConfig, name: str, member: Any) -> tuple[DictConfig, DictConfig | None]:
+    """An ensemble member as a single teacher's config, and the config of its own data view (None: the run's)."""
+    if not isinstance(member, DictConfig) or not member.get("name"):
+        raise DistillError(
+            f"teacher.members.{name} must be a teacher config with a name, got {member!r}; "
+            f"e.g. teacher.members.{name}={{name: resnet18, checkpoint: PATH}}"
+        )
+    member = member.copy()
+    with open_dict(member):
+        data = member.pop("data", None)
+        # a member without its own schedule is trained (if need be) on the ensemble's
+        member.train = OmegaConf.merge(cfg.teacher.train, member.get("train") or {})
+        for key in ("checkpoint", "weights"):
+            member.setdefault(key, None)
+    return member, None if data is None else OmegaConf.merge(cfg.data, data)
+
+
+def _check_teacher_names(teacher: DictConfig) -> None:
+    if not _is_ensemble(teacher):
+        check_model_name(teacher.name)
+        return
+    if not teacher.members:
+        raise DistillError("teacher=ensemble needs members; give teacher.members={a: {name: resnet18, ...}, ...}")
+    unknown = sorted(set(teacher) - _ENSEMBLE_KEYS)
+    if unknown:
+        raise DistillError(
+            f"teacher=ensemble does not take {unknown}; give them to each member (teacher.members.NAME.KEY)"
+        )
+    for member in teacher.members.values():
+        if isinstance(member, DictConfig) and member.get("name"):
+            check_model_name(member.name)
+
+
+def _check_labels_for(loss: dict[str, Any], cfg: DictConfig) -> None:
+    """With ``data.labels=false`` a term that reads labels cannot work: say so before anything is trained."""
+    if cfg.data.get("labels", True):
+        return
+    for name, term in loss.items():
+        if term.needs_labels:
+            raise DistillError(
+                f"loss term '{name}' ({type(term).__name__}) needs labels, but data.labels=false trains "
+                f"without them; remove it (~loss.{name}) or use label-free terms (e.g. loss=kd_pseudo_label)"
+            )
 
 
 def _prepare_baseline(cfg: DictConfig, datamodule: Any, run_dir: Path) -> PreparedTeacher:

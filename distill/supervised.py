@@ -11,11 +11,27 @@ from torchmetrics import MeanMetric
 
 from distill.batch import forward_logits, forward_logits_checked, split_batch
 from distill.errors import DistillError
+from distill.losses.functional import masked_bce_with_logits
 from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
 
 
+#: the target value of an unknown yes/no label (as MaskedBCE's default ignore_value)
+MISSING_TARGET = -1.0
+
+
+def _task_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    if labels.is_floating_point():
+        return masked_bce_with_logits(logits, labels.to(logits.dtype), MISSING_TARGET)
+    return F.cross_entropy(logits.float(), labels)
+
+
 class SupervisedModule(L.LightningModule):
-    """Trains ``model`` with cross-entropy on the batch's labels."""
+    """Trains ``model`` on the batch's labels.
+
+    Integer class labels get cross-entropy; float 0/1 targets (one per output,
+    ``-1`` where unknown) get binary cross-entropy over the known ones, as
+    multi-label and one-output binary models need.
+    """
 
     def __init__(
         self,
@@ -46,10 +62,10 @@ class SupervisedModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         logits, labels = self._logits_and_labels(batch)
-        loss = F.cross_entropy(logits.float(), labels)
+        loss = _task_loss(logits, labels)
         if not loss.isfinite():
             raise DistillError(
-                f"the cross-entropy loss became non-finite at step {self.global_step} "
+                f"the training loss became non-finite at step {self.global_step} "
                 f"(epoch {self.current_epoch}); lower the learning rate"
             )
         self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
@@ -57,9 +73,13 @@ class SupervisedModule(L.LightningModule):
 
     def _evaluate(self, batch: Any, metric: MeanMetric, stage: str) -> None:
         logits, labels = self._logits_and_labels(batch)
-        metric.update((logits.argmax(1) == labels).float())
+        if labels.is_floating_point():  # yes/no targets: a known entry is right when its logit has the right sign
+            known = labels != MISSING_TARGET
+            metric.update(((logits[known] > 0) == (labels[known] > 0.5)).float())
+        else:
+            metric.update((logits.argmax(1) == labels).float())
         self.log(f"{stage}/acc", metric, prog_bar=True, batch_size=len(labels))
-        self.log(f"{stage}/loss", F.cross_entropy(logits.float(), labels), batch_size=len(labels))
+        self.log(f"{stage}/loss", _task_loss(logits, labels), batch_size=len(labels))
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, self.val_acc, "val")

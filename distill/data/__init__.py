@@ -2,6 +2,7 @@
 
 from distill.data.base import ClassificationDataModule
 from distill.data.cifar import CIFAR10DataModule, CIFAR100DataModule
+from distill.data.digit_heads import DigitHeadsDataModule
 from distill.data.digits import DigitsDataModule
 from distill.data.image_folder import ImageFolderDataModule
 from distill.data.indexed import IndexedDataset, batch_item
@@ -12,6 +13,7 @@ __all__ = [
     "CIFAR10DataModule",
     "CIFAR100DataModule",
     "ClassificationDataModule",
+    "DigitHeadsDataModule",
     "DigitsDataModule",
     "ImageFolderDataModule",
     "IndexedDataset",

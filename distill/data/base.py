@@ -116,7 +116,8 @@ class ClassificationDataModule(L.LightningDataModule):
         self.prepare_data()
         self.setup()
         return DataLoader(
-            IndexedDataset(self.splits[split], transform, labels=self.labels, with_index=with_index),
+            # labels=False trains on inputs only; validation and test keep theirs to measure the student
+            IndexedDataset(self.splits[split], transform, labels=self.labels or split != "train", with_index=with_index),
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,

@@ -33,7 +33,8 @@ class DigitsDataModule(ClassificationDataModule):
         val_fraction, test_fraction: shares of the data held out.
         split_seed: seed of the split (kept apart from the training seed so
             that runs with different seeds are scored on the same test set).
-        labels: ``False`` yields inputs only, for distillation without labels.
+        labels: ``False`` drops the labels of the training split, for distillation
+            without labels; validation and test keep theirs, to measure the result.
         with_index: also yield each sample's index within its split.
     """
 

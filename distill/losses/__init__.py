@@ -27,10 +27,12 @@ from distill.losses.logit_mse import LogitMSE
 from distill.losses.masked_bce import MaskedBCE
 from distill.losses.nst import NST
 from distill.losses.pkt import PKT
+from distill.losses.pseudo_label import PseudoLabel
 from distill.losses.reverse_kl import ReverseKL
 from distill.losses.review_kd import ReviewKD
 from distill.losses.rkd import RKD
 from distill.losses.similarity_preserving import SimilarityPreserving
+from distill.losses.slice_outputs import SliceOutputs
 from distill.losses.soft_target_ce import SoftTargetCE
 from distill.losses.tvd import TVD
 from distill.losses.vid import VID
@@ -47,7 +49,9 @@ __all__ = [
     "LogitMSE",
     "LossTerm",
     "MaskedBCE",
+    "PseudoLabel",
     "ReverseKL",
+    "SliceOutputs",
     "SoftTargetCE",
     "StepOutputs",
     # feature-based terms

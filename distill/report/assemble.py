@@ -73,13 +73,20 @@ def distillation_report(
     try:
         example = _example_input(test_loader)
     except ValueError:
-        example = None  # inputs that are not tensors: no latency columns
-    logits = {role: collect_logits(model, test_loader) for role, (_, model) in models.items()}
+        example = None  # keyword inputs (text models): no latency columns
+    collected = {role: collect_logits(model, test_loader) for role, (_, model) in models.items()}
+    yes_no = collected["teacher"][1] is not None and collected["teacher"][1].is_floating_point()
+    # the label-based numbers are for one class per sample: yes/no (float) targets get none
+    logits = {role: (z, None if yes_no else y) for role, (z, y) in collected.items()}
     teacher_logits = logits["teacher"][0]
     rows = [
         model_row(name, role, model, *logits[role], teacher_logits, example)
         for role, (name, model) in models.items()
     ]
+    if yes_no:  # one yes/no decision per output: agreement is the share of equal decisions, not of arg-maxes
+        for row in rows:
+            if row["role"] != "teacher" and logits[row["role"]][0].shape == teacher_logits.shape:
+                row["agreement"] = float(((logits[row["role"]][0] > 0) == (teacher_logits > 0)).float().mean())
     report = build_report(rows, {**(meta or {}), "threads": torch.get_num_threads()})
 
     figures = {}

@@ -113,9 +113,12 @@ def test_image_size_and_batch_forms(cifar10):
     root, _ = cifar10
     x, y = next(iter(CIFAR10DataModule(root, batch_size=4, val_size=8, image_size=16).train_dataloader()))
     assert x.shape == (4, 3, 16, 16) and x.dtype == torch.float32 and y.dtype == torch.int64
-    assert isinstance(next(iter(CIFAR10DataModule(root, batch_size=4, labels=False, val_size=8).val_dataloader())), torch.Tensor)
-    batch = next(iter(CIFAR10DataModule(root, batch_size=4, labels=False, with_index=True, val_size=8).val_dataloader()))
-    assert set(batch) == {"x", "index"} and batch["index"].tolist() == [0, 1, 2, 3]
+    assert isinstance(next(iter(CIFAR10DataModule(root, batch_size=4, labels=False, val_size=8).train_dataloader())), torch.Tensor)
+    unlabeled = CIFAR10DataModule(root, batch_size=4, labels=False, with_index=True, val_size=8, augment=False)
+    assert set(next(iter(unlabeled.cache_dataloader()))) == {"x", "index"}
+    # only training goes without labels: validation keeps them to measure the student
+    x, y, index = next(iter(unlabeled.val_dataloader()))
+    assert index.tolist() == [0, 1, 2, 3] and y.dtype == torch.int64
 
 
 def test_cifar100(tmp_path, fake_cifar):

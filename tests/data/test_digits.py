@@ -68,8 +68,11 @@ def test_without_labels_and_with_index():
     assert torch.equal(x, dm.splits["val"].inputs[:8])
 
     dm = DigitsDataModule(batch_size=8, image_size=8, channels=1, labels=False, with_index=True)
-    batch = next(iter(dm.val_dataloader()))
+    batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"x", "index"}
+    # only training goes without labels: validation and test keep theirs to measure the student
+    x, y, index = next(iter(dm.test_dataloader()))
+    assert torch.equal(y, dm.splits["test"].labels[:8])
 
 
 @pytest.mark.parametrize(

@@ -405,3 +405,39 @@ def masked_bce_with_logits(
     )
     per_element = torch.where(labelled, per_element, torch.zeros_like(per_element))
     return per_element.sum() / labelled.sum().clamp_min(1)
+
+
+def pseudo_label_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    threshold: float = 0.0,
+    dim: int = -1,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Cross-entropy of the student on the teacher's arg-max, as in Lee, "Pseudo-Label" (ICML 2013 workshop).
+
+    .. math::
+        -\log \mathrm{softmax}(s)_{\hat y}, \qquad \hat y = \arg\max t
+
+    kept only where the teacher's confidence :math:`\max \mathrm{softmax}(t)`
+    is at least ``threshold``; the mean is over the kept positions (0, still
+    attached to the graph, when none is kept).
+
+    Args:
+        student_logits: student scores, e.g. ``[B, C]``.
+        teacher_logits: teacher scores, same shape.
+        threshold: the least teacher confidence, in [0, 1); 0 keeps every position.
+        dim: the class dimension.
+        reduction: ``"mean"`` over the kept positions, ``"sum"``, or ``"none"`` (one
+            value per position, 0 where the teacher is not confident enough).
+    """
+    fn = "pseudo_label_loss"
+    _check_same_shape(student_logits, teacher_logits, fn)
+    if not 0.0 <= float(threshold) < 1.0:
+        raise ValueError(f"{fn}: threshold must be in [0, 1), got {threshold}")
+    teacher_probs = F.softmax(teacher_logits.detach().float(), dim=dim)
+    confidence, pseudo_labels = teacher_probs.max(dim=dim, keepdim=True)
+    log_q = F.log_softmax(student_logits.float(), dim=dim)
+    per_position = -log_q.gather(dim, pseudo_labels).squeeze(dim)
+    kept = (confidence.squeeze(dim) >= threshold).float()
+    return _reduce(per_position, reduction, kept, fn)
