@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import abc
+
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +32,7 @@ def check_bool(name: str, value: Any) -> bool:
     return value
 
 
-class ClassificationDataModule(L.LightningDataModule):
+class ClassificationDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
     """A data module of ``(x, y)`` samples in train/val/test splits.
 
     Subclasses implement :meth:`load_splits` (untransformed ``(x, y)`` data
@@ -65,13 +67,13 @@ class ClassificationDataModule(L.LightningDataModule):
         #: untransformed ``(x, y)`` data sets by split name, filled by :meth:`setup`
         self.splits: dict[str, Dataset] = {}
 
+    @abc.abstractmethod
     def load_splits(self) -> dict[str, Dataset]:
         """The ``train``, ``val`` and ``test`` data sets of ``(x, y)`` pairs, before any transform."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def data_fingerprint(self) -> dict[str, Any]:
         """What determines the inputs under the evaluation transform (see :meth:`fingerprint`)."""
-        raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:

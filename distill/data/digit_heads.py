@@ -35,6 +35,8 @@ class DigitHeadsDataModule(DigitsDataModule):
         **options: as for :class:`DigitsDataModule`.
     """
 
+    name = "digit_heads"
+
     def __init__(
         self,
         heads: Sequence[Sequence[int]] = ((1, 0), (2, 0), (3, 0), (4, 0)),
@@ -58,25 +60,20 @@ class DigitHeadsDataModule(DigitsDataModule):
         self.only_defined = bool(only_defined)
         self.num_classes = len(pairs)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
-        keep_labels, self.labels = self.labels, True  # the digits are needed to make the targets
-        try:
-            super().setup(stage)
-        finally:
-            self.labels = keep_labels
+    def load_splits(self) -> dict[str, TensorClassificationDataset]:
         generator = torch.Generator().manual_seed(self.label_seed)
-        for name, split in self.splits.items():
+        splits = {}
+        for name, split in super().load_splits().items():  # the digits make the targets
             targets = head_targets(split.labels, self.heads)
             rows = (targets != MISSING).any(dim=1) if self.only_defined else torch.ones(len(targets), dtype=torch.bool)
             targets = targets[rows]
             if name == "train":
                 targets = _hold_back(targets, self.label_fraction, generator)
-            labelled = self.labels or name != "train"
-            self.splits[name] = TensorClassificationDataset(
-                split.inputs[rows], targets if labelled else None, with_index=self.with_index
-            )
+            splits[name] = TensorClassificationDataset(split.inputs[rows], targets)
+        return splits
+
+    def data_fingerprint(self) -> dict[str, Any]:
+        return {**super().data_fingerprint(), "heads": self.heads, "only_defined": self.only_defined}
 
 
 def head_targets(digits: Tensor, heads: Sequence[Sequence[int]]) -> Tensor:
