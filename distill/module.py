@@ -19,6 +19,7 @@ from distill.models.casting import CastInputs
 from distill.models.fingerprint import weights_sha256
 from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
 from distill.rng import rng_states, set_rng_states
+from distill.teachers.ensemble import TeacherEnsemble
 from distill.teachers.output_cache import TeacherOutputCache
 
 
@@ -30,6 +31,9 @@ class DistillationModule(L.LightningModule):
         teacher: the model to learn from. It is frozen here whatever state it
             arrives in: eval mode, ``requires_grad=False``, run under
             ``torch.no_grad()``, kept out of the optimizer and out of checkpoints.
+            A list or mapping of models is averaged by a
+            :class:`~distill.teachers.TeacherEnsemble` (logits; build one yourself for
+            averaged soft targets or one output per teacher).
         loss: a mapping of name to :class:`~distill.losses.LossTerm`, or one term.
             The total loss is ``sum(term.weight * term(outputs))``.
         optimizer: a callable taking the parameters to train (e.g.
@@ -52,7 +56,7 @@ class DistillationModule(L.LightningModule):
     def __init__(
         self,
         student: nn.Module,
-        teacher: nn.Module,
+        teacher: nn.Module | Mapping[str, nn.Module] | list[nn.Module],
         loss: Mapping[str, LossTerm] | LossTerm,
         optimizer: OptimizerFactory | None = None,
         lr_scheduler: SchedulerFactory | None = None,
@@ -63,6 +67,8 @@ class DistillationModule(L.LightningModule):
         teacher_dtype: torch.dtype | str | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(teacher, (Mapping, list, tuple)):
+            teacher = TeacherEnsemble(teacher)
         self.teacher_dtype = _dtype(teacher_dtype)
         if self.teacher_dtype is not None:
             teacher.to(self.teacher_dtype)

@@ -362,3 +362,17 @@ def test_teacher_in_half_precision_weights(make_cnn, dtype):
 def test_unknown_teacher_dtype(make_cnn):
     with pytest.raises(DistillError, match="unknown teacher dtype 'half8'; choose bfloat16, float16 or float32"):
         DistillationModule(make_cnn(), make_cnn(), {"kd": KD()}, teacher_dtype="half8")
+
+
+def test_a_list_of_teachers_is_averaged(make_cnn):
+    from distill.teachers import TeacherEnsemble
+
+    torch.manual_seed(0)
+    first, second = make_cnn(width=8), make_cnn(width=6)
+    module = DistillationModule(make_cnn(width=4), [first, second], {"kd": KD()})
+    assert isinstance(module.teacher, TeacherEnsemble)
+    x = torch.randn(5, 1, 8, 8)
+    with torch.no_grad():
+        expected = (first.eval()(x) + second.eval()(x)) / 2
+    torch.testing.assert_close(module._run_models(x, with_teacher=True).teacher, expected)
+    assert not any(p.requires_grad for p in first.parameters())
