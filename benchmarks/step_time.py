@@ -96,8 +96,8 @@ def benchmark(contenders: list[str], settings: Settings, reps: int, log=print) -
         "wall_seconds": time.perf_counter() - started,
         "prepare_cache": prepare,
         "summary": summary,
-        "ratios": ratios(summary, TARGETS),
-        "option_ratios": ratios(summary, [(a, b, key, None) for a, b, key in OPTION_RATIOS]),
+        "ratios": ratios(summary, TARGETS, runs),
+        "option_ratios": ratios(summary, [(a, b, key, None) for a, b, key in OPTION_RATIOS], runs),
         "runs": runs,
     }
 
@@ -136,19 +136,31 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def ratios(summary: dict[str, Any], pairs: list[tuple[str, str, str, float | None]]) -> list[dict[str, Any]]:
-    """``numerator / denominator`` of the medians, with the target and whether it is met, for the pairs measured."""
+def ratios(
+    summary: dict[str, Any],
+    pairs: list[tuple[str, str, str, float | None]],
+    runs: dict[str, list[dict[str, Any]]] | None = None,
+) -> list[dict[str, Any]]:
+    """``numerator / denominator`` of the medians, with the target and whether it is met, for the pairs measured.
+
+    With ``runs``, also the median of the per-repetition ratios ("paired"): the two runs of
+    one repetition are close in time, so on a busy machine this ratio is the steadier one.
+    """
     rows = []
     for numerator, denominator, key, target in pairs:
         if numerator not in summary or denominator not in summary:
             continue
         value = summary[numerator][key] / summary[denominator][key]
+        paired = None
+        if runs is not None:
+            paired = statistics.median(a[key] / b[key] for a, b in zip(runs[numerator], runs[denominator]))
         rows.append({
             "name": f"{numerator}/{denominator}" + ("" if key == "seconds_per_step" else f" ({key})"),
             "numerator": numerator,
             "denominator": denominator,
             "metric": key,
             "value": value,
+            "paired": paired,
             "target": target,
             "passed": None if target is None else value <= target,
         })
@@ -168,11 +180,12 @@ def table(report: dict[str, Any]) -> str:
             f"| {name} | {s['seconds_per_step']:.4f} | {s['seconds_per_step_min']:.4f}-{s['seconds_per_step_max']:.4f} "
             f"| {iqr} | {s['peak_rss_mb']:.0f} | {s['rss_before_steps_mb']:.0f} | {s['warmup_s']:.2f} |"
         )
-    lines += ["", "| ratio | value | target | |", "|---|---|---|---|"]
+    lines += ["", "| ratio | of medians | paired | target | |", "|---|---|---|---|---|"]
     for row in report["ratios"] + report["option_ratios"]:
         target = "-" if row["target"] is None else f"<= {row['target']:.2f}"
         verdict = "" if row["passed"] is None else ("PASS" if row["passed"] else "FAIL")
-        lines.append(f"| {row['name']} | {row['value']:.3f} | {target} | {verdict} |")
+        paired = "-" if row.get("paired") is None else f"{row['paired']:.3f}"
+        lines.append(f"| {row['name']} | {row['value']:.3f} | {paired} | {target} | {verdict} |")
     return "\n".join(lines)
 
 
