@@ -99,26 +99,36 @@ def _run(seconds: float, rss: float = 100.0) -> dict:
 
 
 def test_summary_and_ratios_against_hand_computed_values():
-    distill = step_time.summarize([_run(0.30, 1300), _run(0.20, 1200), _run(0.25, 1250), _run(0.35, 1280)])
-    hand = step_time.summarize([_run(0.20, 1000), _run(0.24, 1100), _run(0.22, 1050)])
-    # medians: distill (0.25 + 0.30) / 2 = 0.275, hand 0.22; RSS 1265 and 1050
+    distill_runs = [_run(0.30, 1300), _run(0.20, 1200), _run(0.25, 1250), _run(0.35, 1280)]
+    hand_runs = [_run(0.30, 1000), _run(0.20, 1100), _run(0.20, 1050), _run(0.24, 1040)]
+    distill, hand = step_time.summarize(distill_runs), step_time.summarize(hand_runs)
+    # medians: distill (0.25 + 0.30) / 2 = 0.275, hand (0.20 + 0.24) / 2 = 0.22; RSS 1265 and 1045
     assert distill["seconds_per_step"] == pytest.approx(0.275)
+    assert hand["seconds_per_step"] == pytest.approx(0.22)
     assert (distill["seconds_per_step_min"], distill["seconds_per_step_max"]) == (0.20, 0.35)
     # quartiles of 0.20, 0.25, 0.30, 0.35 at positions 1.25 and 3.75: 0.2125 and 0.3375
     assert distill["seconds_per_step_iqr"] == pytest.approx(0.125)
-    assert hand["seconds_per_step_iqr"] is None  # too few runs for quartiles
-    runs = {"distill": [_run(0.30), _run(0.20), _run(0.25)], "hand": [_run(0.20), _run(0.25), _run(0.20)]}
+    assert step_time.summarize(hand_runs[:3])["seconds_per_step_iqr"] is None  # too few runs for quartiles
+    runs = {"distill": distill_runs, "hand": hand_runs}
     rows = step_time.ratios({"distill": distill, "hand": hand}, step_time.TARGETS, runs)
     by_name = {row["name"]: row for row in rows}
     assert set(by_name) == {"distill/hand", "distill/hand (peak_rss_mb)"}  # the others' contenders were not run
-    assert by_name["distill/hand"]["value"] == pytest.approx(0.275 / 0.22)  # 1.25
-    assert by_name["distill/hand"]["passed"] is False  # target 1.10
-    # per repetition 1.5, 0.8, 1.25: median 1.25
-    assert by_name["distill/hand"]["paired"] == pytest.approx(1.25)
-    assert by_name["distill/hand (peak_rss_mb)"]["value"] == pytest.approx(1265 / 1050)  # 1.205
-    assert by_name["distill/hand (peak_rss_mb)"]["passed"] is False  # target 1.2
+    speed, memory = by_name["distill/hand"], by_name["distill/hand (peak_rss_mb)"]
+    assert speed["value"] == pytest.approx(0.275 / 0.22)  # 1.25
+    # per repetition 1.0, 1.0, 1.25, 1.4583: median 1.125; the target (1.10) is checked on it
+    assert speed["paired"] == pytest.approx(1.125)
+    assert speed["passed"] is False
+    assert memory["value"] == pytest.approx(1265 / 1045)  # 1.2105
+    # per repetition 1.3, 1.0909, 1.1905, 1.2308: median (1.1905 + 1.2308) / 2 = 1.2106 > 1.2
+    assert memory["paired"] == pytest.approx((1250 / 1050 + 1280 / 1040) / 2)
+    assert memory["passed"] is False
+    # a drift in load between repetitions: the medians' ratio fails, the paired one passes
+    drift = {"distill": [_run(0.40), _run(0.40), _run(0.20)], "hand": [_run(0.40), _run(0.20), _run(0.20)]}
+    summary = {name: step_time.summarize(r) for name, r in drift.items()}
+    (row,) = [r for r in step_time.ratios(summary, step_time.TARGETS, drift) if r["metric"] == "seconds_per_step"]
+    assert (row["value"], row["paired"], row["passed"]) == (pytest.approx(2.0), pytest.approx(1.0), True)
     table = step_time.table({"summary": {"distill": distill, "hand": hand}, "ratios": rows, "option_ratios": []})
-    assert "| distill/hand | 1.250 | 1.250 | <= 1.10 | FAIL |" in table
+    assert "| distill/hand | 1.250 | 1.125 | <= 1.10 | FAIL |" in table
 
 
 # -- every contender runs ----------------------------------------------------------------
