@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import resource
 import tempfile
 import time
@@ -86,7 +87,7 @@ class StepClock:
                 f"{contender}: {len(self.ticks)} steps ticked, expected {settings.warmup + settings.steps}"
             )
         timed = self.ticks[self.warmup - 1 :]
-        step_seconds = [b - a for a, b in zip(timed, timed[1:])]
+        step_seconds = [b - a for a, b in itertools.pairwise(timed)]
         return {
             "contender": contender,
             "seconds_per_step": (timed[-1] - timed[0]) / len(step_seconds),

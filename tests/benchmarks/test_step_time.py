@@ -18,8 +18,8 @@ import torch.nn.functional as F
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-import step_time  # noqa: E402
-from step_time_contenders import (  # noqa: E402
+import step_time
+from step_time_contenders import (
     CE_WEIGHT,
     KD_WEIGHT,
     TEMPERATURE,
@@ -171,7 +171,7 @@ def test_cli_runs_contenders_in_subprocesses_and_writes_json(tmp_path):
         "--reps", "1", "--teacher", "resnet18", "--image-size", "8", "--batch-size", "4",
         "--warmup", "1", "--steps", "2", "--threads", "1", "--json", str(out),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     assert set(report["summary"]) == {"hand", "distill_cached"}
