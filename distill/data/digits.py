@@ -5,11 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import sklearn
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from distill.data.base import ClassificationDataModule, check_int
@@ -66,6 +63,10 @@ class DigitsDataModule(ClassificationDataModule):
         self.split_seed = check_int("split_seed", split_seed, 0)
 
     def load_splits(self) -> dict[str, Dataset]:
+        # imported here: scikit-learn adds ~80 MB to every process that imports distill.data
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
         digits = load_digits()
         images = digits.images.astype(np.float32) / 16.0
         targets = digits.target.astype(np.int64)
@@ -96,6 +97,8 @@ class DigitsDataModule(ClassificationDataModule):
         return splits
 
     def data_fingerprint(self) -> dict[str, Any]:
+        import sklearn
+
         return {
             "source": f"sklearn.datasets.load_digits (scikit-learn {sklearn.__version__})",
             "image_size": self.image_size,

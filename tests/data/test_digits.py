@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -87,3 +91,14 @@ def test_without_labels_and_with_index():
 def test_bad_settings_are_clear_errors(kwargs, message):
     with pytest.raises(DistillError, match=message):
         DigitsDataModule(**kwargs)
+
+
+def test_importing_the_data_package_leaves_scikit_learn_out():
+    # scikit-learn costs ~80 MB of memory; only the digits data module needs it, when it loads
+    code = "import sys, distill.data; print('sklearn' in sys.modules)"
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=repo, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
