@@ -31,7 +31,7 @@ def test_sweep_lists_are_checked_item_by_item():
 @pytest.mark.parametrize(
     "arg, message",
     [
-        ("data=digit", "unknown data 'digit' (did you mean digits?)"),
+        ("data=digit", "unknown data 'digit' (did you mean digits, digit_heads?)"),
         ("trainer=defualt", "unknown trainer 'defualt' (did you mean default?)"),
         ("student=resnet1", "or any torchvision classification model name"),
         ("experiment=quik", "unknown experiment 'quik' (did you mean quick?)"),

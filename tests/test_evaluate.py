@@ -226,7 +226,7 @@ def test_train_teacher_trains_the_runs_teacher_again_when_the_cache_lacks_it(tin
 def test_the_command_line_is_checked_before_hydra_starts():
     with pytest.raises(DistillError, match="give the file to read: python -m distill.evaluate checkpoint="):
         check_command_line(["per_sample=true"], "distill.evaluate")
-    with pytest.raises(DistillError, match="unknown data 'cifar'; available: digits"):
+    with pytest.raises(DistillError, match=r"unknown data 'cifar' \(did you mean cifar10, cifar100\?\); available: cifar10, cifar100, "):
         check_command_line(["checkpoint=x", "data=cifar"], "distill.evaluate")
     check_command_line(["checkpoint=x", "data=digits"], "distill.evaluate")
     check_command_line(["--cfg", "job"], "distill.evaluate")
