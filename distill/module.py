@@ -141,13 +141,24 @@ class DistillationModule(L.LightningModule):
             self._outputs_checked = True
         return outputs
 
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # cached teacher rows are looked up here, while the sample indices are still on the host,
+        # so that a GPU step does not wait for its indices to come back (no host sync per step)
+        self._cached_rows = None
+        if self.teacher_outputs is not None and self.training:
+            index = split_batch(batch).index
+            if index is not None:
+                self._cached_rows = self.teacher_outputs.read(index)
+        return batch
+
     def _read_cached_teacher(self, outputs: StepOutputs) -> None:
         if outputs.index is None:
             raise DistillError(
                 "training with a teacher-output cache needs sample indices in each training batch; "
                 "build the data module with with_index=True"
             )
-        logits, features = self.teacher_outputs.read(outputs.index)
+        rows, self._cached_rows = getattr(self, "_cached_rows", None), None
+        logits, features = rows if rows is not None else self.teacher_outputs.read(outputs.index)
         device = outputs.student.device
         outputs.teacher = logits.to(device, non_blocking=True)
         outputs.teacher_features = {k: v.to(device, non_blocking=True) for k, v in features.items()}

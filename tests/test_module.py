@@ -376,3 +376,23 @@ def test_a_list_of_teachers_is_averaged(make_cnn):
         expected = (first.eval()(x) + second.eval()(x)) / 2
     torch.testing.assert_close(module._run_models(x, with_teacher=True).teacher, expected)
     assert not any(p.requires_grad for p in first.parameters())
+
+
+def test_cached_rows_are_read_before_the_batch_moves_to_the_device(make_cnn, fast_trainer, tmp_path):
+    import inspect
+
+    from distill.teachers import TeacherOutputCache
+
+    teacher = make_cnn(width=8)
+    cache = TeacherOutputCache.open_or_build(tmp_path, {"k": 1}, teacher, _indexed_loader(shuffle=False))
+    read, callers = cache.read, []
+
+    def spy(index):
+        callers.append((inspect.stack()[1].function, index.device.type))
+        return read(index)
+
+    cache.read = spy
+    module = DistillationModule(make_cnn(width=4), teacher, {"kd": KD(), "ce": CrossEntropy()}, teacher_outputs=cache)
+    fast_trainer(max_epochs=1).fit(module, train_dataloaders=_indexed_loader())
+    # one lookup per training step (40 samples, batches of 8), each from the host-side hook
+    assert callers == [("on_before_batch_transfer", "cpu")] * 5
