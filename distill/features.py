@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -18,6 +20,29 @@ def _first_tensor(output: Any) -> Tensor:
     return output_logits(output)
 
 
+_ELEMENT = re.compile(r"^(?P<module>.+)\[(?P<element>\d+)\]$")
+
+
+def split_layer(layer: str) -> tuple[str, int | None]:
+    """``"a.b[1]"`` -> ``("a.b", 1)``: a module name and which element of its tuple output to keep."""
+    match = _ELEMENT.match(layer)
+    return (match["module"], int(match["element"])) if match else (layer, None)
+
+
+def _element(output: Any, element: int | None, layer: str, role: str) -> Tensor:
+    if element is None:
+        return _first_tensor(output)
+    items = output if isinstance(output, (tuple, list)) else None
+    value = items[element] if items is not None and element < len(items) else None
+    if not isinstance(value, Tensor):
+        got = f"a {type(output).__name__}" + (f" of {len(items)} items" if items is not None else "")
+        raise DistillError(
+            f"{role} layer '{layer}': its output is {got} with no tensor at position {element}; "
+            "attention probabilities need attn_implementation=eager on Hugging Face models"
+        )
+    return value
+
+
 class FeatureCapture:
     """Keeps the outputs of the named submodules of ``model`` from its latest forward pass.
 
@@ -28,7 +53,9 @@ class FeatureCapture:
     Args:
         model: the model to watch.
         layers: dotted module paths as in ``model.named_modules()``, e.g. ``"layer3"``
-            or ``"encoder.layer.4.output"``.
+            or ``"encoder.layer.4.output"``; for a module that returns a tuple, ``[i]``
+            keeps its ``i``-th element (``"encoder.layer.1.attention.self[1]"``: a BERT
+            layer's attention probabilities), else the first tensor is kept.
         role: ``"student"`` or ``"teacher"``, for error messages.
     """
 
@@ -38,13 +65,14 @@ class FeatureCapture:
         self._handles = []
         names = dict(model.named_modules())
         for layer in dict.fromkeys(layers):  # unique, in order
-            if layer not in names or not layer:
+            module = split_layer(layer)[0]
+            if module not in names or not module:
                 raise DistillError(
-                    f"{role} has no layer '{layer}'{close_matches(layer, [n for n in names if n], n=5)}; "
+                    f"{role} has no layer '{module}'{close_matches(module, [n for n in names if n], n=5)}; "
                     f"list the layers with `python -m distill.layers {role}=NAME`"
                 )
         self.layers = list(dict.fromkeys(layers))
-        self._modules = {layer: names[layer] for layer in self.layers}
+        self._modules = {layer: names[split_layer(layer)[0]] for layer in self.layers}
         self.attach()
 
     @property
@@ -57,8 +85,10 @@ class FeatureCapture:
             self._handles = [m.register_forward_hook(self._hook(layer)) for layer, m in self._modules.items()]
 
     def _hook(self, layer: str):
+        element = split_layer(layer)[1]
+
         def store(module: nn.Module, inputs: Any, output: Any) -> None:
-            self.features[layer] = _first_tensor(output)
+            self.features[layer] = _element(output, element, layer, self.role)
 
         return store
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -61,3 +62,43 @@ def test_fitnet_training_step_on_tiny_berts(tiny_bert, tiny_tokenizer, sentiment
     assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in teacher_state.items())
     assert not torch.equal(student_state["bert.encoder.layer.0.output.dense.weight"], student.bert.encoder.layer[0].output.dense.weight)
     assert not torch.equal(adapter_state["weight"], adapter.weight)
+
+
+def test_attention_probabilities_distilled_by_layer_name(tiny_bert, tiny_tokenizer, sentiment_files):
+    """``name[1]`` captures a BERT self-attention's probabilities; FitNet matches heads through a 1x1 conv."""
+    teacher_dir = tiny_bert("teacher", hidden_size=32, layers=2)
+    teacher = build_model(FAMILY, 2, path=str(teacher_dir), attn_implementation="eager")
+    student = build_model(
+        FAMILY, 2, config_from=str(teacher_dir), attn_implementation="eager",
+        config={"hidden_size": 16, "num_attention_heads": 1, "num_hidden_layers": 1, "intermediate_size": 32, **NO_DROPOUT},
+    )
+    fitnet = FitNet(
+        student_layer="bert.encoder.layer.0.attention.self[1]", teacher_layer="bert.encoder.layer.1.attention.self[1]"
+    )
+    module = DistillationModule(student, teacher, {"attention": fitnet})
+    data = TextClassificationDataModule(
+        train_file=str(sentiment_files["train"]), tokenizer=str(teacher_dir), val_file=str(sentiment_files["val"]),
+        test_file=str(sentiment_files["test"]), batch_size=8,
+    )
+    batch = next(iter(data.val_dataloader()))
+    module.build(batch)
+    adapter = fitnet.adapters[0]  # 1 student head -> 2 teacher heads
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        s = student(**inputs, output_attentions=True).attentions[0]  # [batch, heads, tokens, tokens]
+        t = teacher.eval()(**inputs, output_attentions=True).attentions[1]
+        assert s.shape[1] == 1 and t.shape[1] == 2
+        torch.testing.assert_close(s.sum(-1), torch.ones_like(s.sum(-1)))  # rows of probabilities
+        expected = F.mse_loss(adapter(s), t)
+    torch.testing.assert_close(module.training_step(batch, 0).detach(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_missing_tuple_element_is_a_clear_error(tiny_bert, tiny_tokenizer, sentiment_files):
+    from distill.errors import DistillError
+    from distill.features import FeatureCapture
+
+    model = build_model(FAMILY, 2, path=str(tiny_bert()), attn_implementation="eager")
+    capture = FeatureCapture(model, ["bert.encoder.layer.0.attention.self[5]"], "teacher")
+    with pytest.raises(DistillError, match=r"teacher layer 'bert.encoder.layer.0.attention.self\[5\]': its output is a tuple of 2 items with no tensor at position 5"):
+        model(input_ids=torch.tensor([[2, 5, 6, 3]]))
+    capture.remove()
