@@ -46,7 +46,9 @@ from distill.models.torchvision_models import torchvision_model_names
 from distill.report.table import print_report
 from distill.run import (
     _extra,
+    _check_teacher_names,
     _fail,
+    _is_ensemble,
     _loss_term,
     _options,
     _prepare_teacher,
@@ -226,9 +228,11 @@ def load_teacher(cfg: DictConfig, saved: SavedModel, keys: dict[str, bool], work
     if "cache_dir" in keys:
         run_cfg.cache_dir = cfg.cache_dir
     name = str(run_cfg.teacher.name)
-    check_model_name(name)
+    _check_teacher_names(run_cfg.teacher)
     teacher_data = instantiate(run_cfg.data)  # the run's own data: the cached teacher is keyed by it
-    if not (run_cfg.teacher.checkpoint or run_cfg.teacher.weights) and not cfg.get("train_teacher"):
+    # (an ensemble's members are each looked up in the cache as the run did; its hash check below stays)
+    given = _is_ensemble(run_cfg.teacher) or run_cfg.teacher.checkpoint or run_cfg.teacher.weights
+    if not given and not cfg.get("train_teacher"):
         spec = _trained_first_spec(
             run_cfg, teacher_data, model=name, train=run_cfg.teacher.train, **_extra(options=_options(run_cfg.teacher))
         )

@@ -233,3 +233,29 @@ def test_the_command_line_is_checked_before_hydra_starts():
     assert command_line_keys(["data.batch_size=8", "~data.labels", "+x.y=1"]) == {
         "data.batch_size": False, "data.labels": True, "x.y": False,
     }
+
+
+def test_a_run_with_several_teachers_is_evaluated_against_its_ensemble(tmp_path):
+    from torchvision import models
+
+    for name in ("a", "b"):
+        torch.manual_seed(ord(name))
+        torch.save(models.resnet18(num_classes=10).state_dict(), tmp_path / f"{name}.pt")
+    members = (
+        f"+teacher.members={{a: {{name: resnet18, checkpoint: {tmp_path / 'a.pt'}}}, "
+        f"b: {{name: resnet18, checkpoint: {tmp_path / 'b.pt'}}}}}"
+    )
+    env = {**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache")}
+    made = subprocess.run(
+        [sys.executable, "-m", "distill.run", *TINY, "teacher=ensemble", members, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    result = run_cli(f"checkpoint={tmp_path / 'run' / 'student.pt'}", f"hydra.run.dir={tmp_path / 'job'}",
+                     cwd=tmp_path, cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = json.loads((tmp_path / "job" / "evaluation.json").read_text())
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    # the teacher rebuilt from the run's config is the run's ensemble: the same agreement as the run's report
+    student_row = next(r for r in report["rows"] if r["role"] == "student")
+    assert written["model"]["agreement"] == pytest.approx(student_row["agreement"])
