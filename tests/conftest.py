@@ -192,6 +192,34 @@ def run_tiny_cli(tmp_path, *args):
 def tiny_cli():
     return run_tiny_cli
 
+
+#: the tiny pair at 8x8: a whole run in seconds
+TINY_RUN = [*TINY_PAIR, "data.image_size=8"]
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides():
+    return list(TINY_RUN)
+
+
+@pytest.fixture(scope="session")
+def tiny_run_files(tmp_path_factory):
+    """One real distillation run of the tiny pair, made once per session and shared (evaluate, export tests)."""
+    import os
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    root = tmp_path_factory.mktemp("distill-tiny-run")
+    run_dir, cache = root / "run", root / "cache"
+    made = subprocess.run(
+        [sys.executable, "-m", "distill.run", *TINY_RUN, f"hydra.run.dir={run_dir}"],
+        cwd=root, env={**os.environ, "DISTILL_CACHE_DIR": str(cache)}, capture_output=True, text=True, timeout=600,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    return SimpleNamespace(dir=run_dir, cache=cache, best=run_dir / "checkpoints" / "best.ckpt")
+
 # ---- text models: tiny BERTs and a tiny tokenizer, written into tmp_path (no hub access) ----
 
 TINY_VOCAB = [

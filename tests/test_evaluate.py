@@ -12,7 +12,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -31,38 +30,14 @@ from distill.models import build_model, load_weights
 from distill.run import config_dir
 
 CONF = config_dir()
-TINY = [
-    "teacher=resnet18",
-    "student=mobilenet_v3_small",
-    "data.image_size=8",
-    "trainer.max_epochs=1",
-    "teacher.train.epochs=1",
-    "+trainer.limit_train_batches=2",
-    "+trainer.limit_val_batches=1",
-    "+trainer.limit_test_batches=1",
-    "trainer.enable_progress_bar=false",
-]
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A real distillation run, made once per session (the export tests share it: same place, same lock)."""
-    root = tmp_path_factory.getbasetemp() / "distill-tiny-run"
-    run_dir, cache = root / "run", root / "cache"
-    root.mkdir(exist_ok=True)
-    with FileLock(str(root / "make.lock")):
-        if not (run_dir / "summary.json").is_file():
-            made = subprocess.run(
-                [sys.executable, "-m", "distill.run", *TINY, f"hydra.run.dir={run_dir}"],
-                cwd=root, env={**os.environ, "DISTILL_CACHE_DIR": str(cache)},
-                capture_output=True, text=True, timeout=600, check=False,
-            )
-            assert made.returncode == 0, made.stderr[-3000:]
-    (teacher,) = (cache / "teachers").glob("resnet18-*.pt")
-    return SimpleNamespace(
-        dir=run_dir, cache=cache, teacher=teacher, best=run_dir / "checkpoints" / "best.ckpt",
-        report=json.loads((run_dir / "report.json").read_text()),
-    )
+def tiny_run(tiny_run_files):
+    """The session's tiny run (tests/conftest.py), with its cached teacher and report."""
+    (teacher,) = (tiny_run_files.cache / "teachers").glob("resnet18-*.pt")
+    report = json.loads((tiny_run_files.dir / "report.json").read_text())
+    return SimpleNamespace(**vars(tiny_run_files), teacher=teacher, report=report)
 
 
 def run_cli(*args, cwd, cache):
@@ -235,7 +210,7 @@ def test_the_command_line_is_checked_before_hydra_starts():
     }
 
 
-def test_a_run_with_several_teachers_is_evaluated_against_its_ensemble(tmp_path):
+def test_a_run_with_several_teachers_is_evaluated_against_its_ensemble(tmp_path, tiny_overrides):
     from torchvision import models
 
     for name in ("a", "b"):
@@ -247,7 +222,7 @@ def test_a_run_with_several_teachers_is_evaluated_against_its_ensemble(tmp_path)
     )
     env = {**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache")}
     made = subprocess.run(
-        [sys.executable, "-m", "distill.run", *TINY, "teacher=ensemble", members, f"hydra.run.dir={tmp_path / 'run'}"],
+        [sys.executable, "-m", "distill.run", *tiny_overrides, "teacher=ensemble", members, f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     assert made.returncode == 0, made.stderr[-3000:]

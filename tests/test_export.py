@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -25,39 +23,16 @@ from distill.run import config_dir
 
 CONF = config_dir()
 ONNX_INSTALLED = all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
-TINY = [
-    "teacher=resnet18",
-    "student=mobilenet_v3_small",
-    "data.image_size=8",
-    "trainer.max_epochs=1",
-    "teacher.train.epochs=1",
-    "+trainer.limit_train_batches=2",
-    "+trainer.limit_val_batches=1",
-    "+trainer.limit_test_batches=1",
-    "trainer.enable_progress_bar=false",
-]
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A real distillation run, made once per session (the evaluate tests share it: same place, same lock)."""
-    root = tmp_path_factory.getbasetemp() / "distill-tiny-run"
-    run_dir, cache = root / "run", root / "cache"
-    root.mkdir(exist_ok=True)
-    with FileLock(str(root / "make.lock")):
-        if not (run_dir / "summary.json").is_file():
-            made = subprocess.run(
-                [sys.executable, "-m", "distill.run", *TINY, f"hydra.run.dir={run_dir}"],
-                cwd=root, env={**os.environ, "DISTILL_CACHE_DIR": str(cache)},
-                capture_output=True, text=True, timeout=600, check=False,
-            )
-            assert made.returncode == 0, made.stderr[-3000:]
-    run_cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+def tiny_run(tiny_run_files):
+    """The session's tiny run (tests/conftest.py), with a test batch and its student."""
+    run_cfg = OmegaConf.load(tiny_run_files.dir / ".hydra" / "config.yaml")
     data = instantiate(run_cfg.data)
-    best = run_dir / "checkpoints" / "best.ckpt"
     return SimpleNamespace(
-        dir=run_dir, cache=cache, best=best, batch=next(iter(data.test_dataloader()))[0],
-        student=load_weights(build_model("mobilenet_v3_small", 10), best).eval(),
+        **vars(tiny_run_files), batch=next(iter(data.test_dataloader()))[0],
+        student=load_weights(build_model("mobilenet_v3_small", 10), tiny_run_files.best).eval(),
     )
 
 
