@@ -27,20 +27,34 @@ def test_slurm_launcher_is_selected_and_sized_from_the_trainer():
     assert cfg.trainer.strategy == "ddp" and cfg.trainer.accelerator == "gpu"
 
 
-def test_lightning_takes_ranks_from_slurm(monkeypatch, tmp_path):
-    from lightning.fabric.plugins.environments import SLURMEnvironment
+SLURM_CHECK = """
+import json
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from distill.run import config_dir
 
-    cfg = composed("trainer=slurm", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.num_nodes=1")
+with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+    cfg = compose("config", overrides=["trainer=slurm", "trainer.accelerator=cpu", "trainer.devices=2"])
+trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+env = trainer._accelerator_connector.cluster_environment
+print(json.dumps([type(env).__name__, env.global_rank(), env.world_size(), env.main_address]))
+"""
+
+
+def test_lightning_takes_ranks_from_slurm(tmp_path):
+    # in a process of its own: a Trainer built as rank 1 sets Lightning's process-wide rank, which
+    # would silence rank-zero logging (and upset DDP runs) in the rest of the test session
     slurm = {
         "SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_PROCID": "1", "SLURM_LOCALID": "1",
         "SLURM_NODEID": "0", "SLURM_JOB_NAME": "distill", "SLURM_NODELIST": "node01", "SLURM_JOB_ID": "1234",
     }
-    for key, value in slurm.items():
-        monkeypatch.setenv(key, value)
-    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
-    environment = trainer._accelerator_connector.cluster_environment
-    assert isinstance(environment, SLURMEnvironment)
-    assert (environment.global_rank(), environment.world_size(), environment.main_address) == (1, 2, "node01")
+    result = subprocess.run(
+        [sys.executable, "-c", SLURM_CHECK], cwd=tmp_path, env={**os.environ, **slurm},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == ["SLURMEnvironment", 1, 2, "node01"]
 
 
 def test_fsdp_config_builds_lightnings_fsdp_strategy():
