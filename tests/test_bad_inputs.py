@@ -12,6 +12,9 @@ import pytest
 import torch
 from torchvision import models
 
+#: about 40 real command-line runs, several minutes on 2 CPU cores
+pytestmark = pytest.mark.slow
+
 TINY = [
     "teacher=resnet18", "student=mobilenet_v3_small", "data.image_size=8", "trainer.max_epochs=1",
     "teacher.train.epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",

@@ -74,6 +74,7 @@ def test_optuna_sweeper_config_composes():
     assert set(sweeper.params) == {"loss.kd.temperature", "loss.kd.weight", "loss.ce.weight"}
 
 
+@pytest.mark.slow  # two real runs in an Optuna sweep
 def test_optuna_runs_two_trials_on_validation_accuracy(tmp_path):
     sweep_dir = tmp_path / "sweep"
     result = subprocess.run(

@@ -15,6 +15,9 @@ from omegaconf import OmegaConf
 
 from distill.errors import DistillError
 
+#: real runs with the teacher cache, two DDP processes and bf16: minutes on 2 CPU cores
+pytestmark = pytest.mark.slow
+
 TINY = [
     "teacher=resnet18", "data.image_size=8", "trainer.max_epochs=1", "teacher.train.epochs=1",
     "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "trainer.enable_progress_bar=false",
