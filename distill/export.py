@@ -10,27 +10,28 @@ and writes nothing. The model and the input size are read from the run's
 ``channels=``, ``num_classes=`` override them). ONNX needs
 ``pip install 'distill[export]'``. See ``conf/export.yaml`` for every setting.
 
-The exporting itself is :func:`distill.exporting.export_model`.
+The exporting itself is :func:`distill.models.exporter.export_model`; rebuilding the run is
+:mod:`distill.cli.saved_run`.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
+from distill.cli.config_directory import config_dir
+from distill.cli.error_policy import command_entry, guarded
+from distill.cli.overrides import check_checkpoint_command, command_line_keys
+from distill.cli.saved_run import load_saved_model
 from distill.errors import DistillError
-from distill.evaluate import check_command_line, command_line_keys, load_saved_model
-from distill.evaluation import evaluation_loader, example_input
-from distill.exporting import check_format, default_filename, export_model
-from distill.run import _fail, config_dir
+from distill.models.exporter import check_format, default_filename, export_model
+from distill.report.measurement import evaluation_loader, example_input
 
 __all__ = ["cli", "export_saved", "main"]
 
@@ -60,17 +61,9 @@ def export_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.Pa
     )
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="export")
-def main(cfg: DictConfig) -> None:
-    try:
-        hydra_cfg = HydraConfig.get()
-        result = export_saved(cfg, hydra_cfg.overrides.task, hydra_cfg.runtime.output_dir)
-    except (DistillError, InstantiationException) as error:
-        cause = error if isinstance(error, DistillError) else error.__cause__
-        if not isinstance(cause, DistillError) or os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        _fail(cause)
-        return
+def _job(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    result = export_saved(cfg, hydra_cfg.overrides.task, hydra_cfg.runtime.output_dir)
     meta = result["meta"]
     print(
         f"exported {meta['model']} ({meta['role']}) as {result['format']} to {result['path']}\n"
@@ -89,13 +82,14 @@ def _shape_text(shape: list[int] | dict[str, list[int]]) -> str:
     return str(shape[1:])
 
 
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="export")
+def main(cfg: DictConfig) -> None:
+    guarded(lambda: _job(cfg))
+
+
 def cli() -> None:
     """``python -m distill.export``."""
-    try:
-        check_command_line(sys.argv[1:], "distill.export")
-    except DistillError as error:
-        _fail(error)
-    main()
+    command_entry(lambda argv: check_checkpoint_command(argv, "distill.export"), main)
 
 
 if __name__ == "__main__":

@@ -93,15 +93,16 @@ def test_members_take_the_ensembles_schedule_and_their_own_data_view():
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from distill.run import _member_config, config_dir
+    from distill.cli.config_directory import config_dir
+    from distill.cli.teachers import member_config
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=["experiment=binary_heads", "+teacher.members.one_vs_zero.train.epochs=2"])
-    own, data = _member_config(cfg, "one_vs_zero", cfg.teacher.members.one_vs_zero)
+    own, data = member_config(cfg, "one_vs_zero", cfg.teacher.members.one_vs_zero)
     schedule = OmegaConf.to_container(own.train, resolve=True)
     assert schedule["epochs"] == 2 and schedule["lr_scheduler"]["T_max"] == 2  # its own epochs, its own cosine
     assert schedule["optimizer"]["lr"] == cfg.teacher.train.optimizer.lr
-    assert OmegaConf.to_container(_member_config(cfg, "two_vs_zero", cfg.teacher.members.two_vs_zero)[0].train,
+    assert OmegaConf.to_container(member_config(cfg, "two_vs_zero", cfg.teacher.members.two_vs_zero)[0].train,
                                   resolve=True)["lr_scheduler"]["T_max"] == 5  # the ensemble's
     # the run's data config with the member's entries on top: one head, its two digits only
     assert data.heads == [[1, 0]] and data.only_defined and data.image_size == cfg.data.image_size

@@ -97,11 +97,11 @@ def test_readme_method_trains_a_step_on_cifar_networks(method, tmp_path):
     from distill import DistillationModule
     from distill.data import DigitsDataModule
     from distill.models import build_model
-    from distill.run import _loss_term
+    from distill.cli.training import loss_term
 
     overrides = readme_method_overrides()[method]
     cfg = composed("teacher=vgg8", "student=resnet8", *overrides)
-    terms = {name: _loss_term(node) for name, node in cfg.loss.items()}
+    terms = {name: loss_term(node) for name, node in cfg.loss.items()}
     torch.manual_seed(0)
     teacher, student = build_model("vgg8", 10).eval(), build_model("resnet8", 10)
     teacher_state = copy.deepcopy(teacher.state_dict())

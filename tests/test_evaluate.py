@@ -17,17 +17,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from distill.errors import DistillError
-from distill.evaluate import (
-    check_command_line,
-    command_line_keys,
-    data_config,
-    evaluate_saved,
-    find_run_config,
-    load_run_config,
-)
+from distill.cli.overrides import check_checkpoint_command as check_command_line
+from distill.cli.overrides import command_line_keys
+from distill.cli.saved_run import data_config, find_run_config, load_run_config
+from distill.evaluate import evaluate_saved
 from distill.losses import StepOutputs
 from distill.models import build_model, load_weights
-from distill.run import config_dir
+from distill.cli.config_directory import config_dir
 
 CONF = config_dir()
 

@@ -17,9 +17,9 @@ from omegaconf import OmegaConf
 
 from distill.errors import DistillError
 from distill.export import export_saved
-from distill.exporting import load_exported
+from distill.models.exporter import load_exported
 from distill.models import build_model, load_weights
-from distill.run import config_dir
+from distill.cli.config_directory import config_dir
 
 CONF = config_dir()
 ONNX_INSTALLED = all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))

@@ -15,7 +15,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from distill.run import config_dir
+from distill.cli.config_directory import config_dir
 
 CONF = config_dir()
 TINY = [
@@ -191,7 +191,7 @@ def test_user_errors_are_one_clear_line(tmp_path, args, message):
 
 
 def test_torchvision_name_as_group_option_is_accepted():
-    from distill.cli_overrides import check_group_overrides
+    from distill.cli.overrides import check_group_overrides
 
     names = lambda: ("resnet18", "efficientnet_b3")  # noqa: E731
     assert check_group_overrides(["teacher=efficientnet_b3", "seed=1"], CONF, names) == [
@@ -202,10 +202,10 @@ def test_torchvision_name_as_group_option_is_accepted():
 
 def test_a_schedule_in_the_config_becomes_the_terms_weight_schedule():
     from distill.losses.schedules import LinearWarmup
-    from distill.run import _loss_term
+    from distill.cli.training import loss_term
 
     cfg = composed("experiment=kd_warmup")
-    term = _loss_term(cfg.loss.kd)
+    term = loss_term(cfg.loss.kd)
     assert isinstance(term.schedule, LinearWarmup) and term.schedule.epochs == 3
     assert term.weight_at(0) == pytest.approx(0.9 / 3)
     assert "schedule" in cfg.loss.kd  # the config itself is left as it was

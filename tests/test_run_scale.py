@@ -76,15 +76,15 @@ def test_cached_targets_train_the_student_the_live_teacher_would(cached_runs):
 
 
 def test_cache_refuses_random_augmentation(tmp_path):
-    from distill.run import _teacher_outputs
+    from distill.cli.teachers import teacher_outputs_from_config
 
     cfg = OmegaConf.create({"cache_dir": str(tmp_path), "trainer": {"accelerator": "cpu"}})
     augmented = SimpleNamespace(random_augmentation=True)
     with pytest.raises(DistillError, match="same training inputs every epoch.*set data.augment=false or teacher.cache=false"):
-        _teacher_outputs(cfg, augmented, torch.nn.Linear(2, 2), {})
+        teacher_outputs_from_config(cfg, augmented, torch.nn.Linear(2, 2), {})
     custom = SimpleNamespace(random_augmentation=False)  # a user's data module without the cache hooks
     with pytest.raises(DistillError, match=r"needs the data module to have cache_dataloader\(\)"):
-        _teacher_outputs(cfg, custom, torch.nn.Linear(2, 2), {})
+        teacher_outputs_from_config(cfg, custom, torch.nn.Linear(2, 2), {})
 
 
 def test_ddp_on_two_cpu_processes(tmp_path):

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from distill.models import build_model
 from distill.models.factory import model_options
-from distill.run import config_dir
+from distill.cli.config_directory import config_dir
 
 CONF = config_dir()
 #: the generic configs name no model; a small one of their family stands in

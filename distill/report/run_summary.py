@@ -14,6 +14,31 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f} %"
 
 
+def run_summary(
+    report: Mapping[str, Any],
+    teacher: Mapping[str, Any],
+    student: Mapping[str, Any],
+    /,
+    **facts: Any,
+) -> dict[str, Any]:
+    """The run's summary: ``teacher`` and ``student`` facts with their test numbers from ``report``'s rows.
+
+    ``teacher`` and ``student`` hold what the report does not know (name, source,
+    checkpoint, ...); ``facts`` are the run's other entries (loss, seconds, run_dir, logs, report).
+    A ``baseline`` row of the report adds a ``baseline`` entry.
+    """
+    rows = {row["role"]: row for row in report["rows"]}
+    summary: dict[str, Any] = {
+        "teacher": {**teacher, "test_accuracy": rows["teacher"]["accuracy"], "parameters": rows["teacher"]["parameters"]},
+        "student": {**student, "test_accuracy": rows["student"]["accuracy"], "parameters": rows["student"]["parameters"]},
+        "agreement": rows["student"]["agreement"],
+        **facts,
+    }
+    if "baseline" in rows:
+        summary["baseline"] = {"name": rows["baseline"]["name"], "test_accuracy": rows["baseline"]["accuracy"]}
+    return summary
+
+
 def summary_markdown(summary: Mapping[str, Any]) -> str:
     """Render a summary (as built by :func:`write_summary`'s caller) as a Markdown table and list."""
     teacher, student = summary["teacher"], summary["student"]

@@ -1,6 +1,6 @@
 """After a sweep (``python -m distill.run -m ...``): one table of every job, best first.
 
-A Hydra callback, so it belongs to the command line (it imports Hydra).
+A Hydra callback (it imports Hydra), so it lives with the commands in ``cli/``.
 """
 
 from __future__ import annotations

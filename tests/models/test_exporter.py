@@ -1,4 +1,4 @@
-"""distill.exporting: each format written, loaded back and compared with the PyTorch model, in-process."""
+"""distill.models.exporter: each format written, loaded back and compared with the PyTorch model, in-process."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from distill.errors import DistillError
-from distill.exporting import (
+from distill.models.exporter import (
     FORMATS,
     INSTALL_HINT,
     TOLERANCES,

@@ -1,6 +1,6 @@
 import json
 
-from distill.summary import summary_markdown, write_summary
+from distill.report.run_summary import summary_markdown, write_summary
 
 SUMMARY = {
     "teacher": {"name": "resnet50", "source": "cached teacher /c/t.pt", "test_accuracy": 0.98, "parameters": 23_528_522},

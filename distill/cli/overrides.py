@@ -6,7 +6,13 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from distill.cli.config_directory import config_dir
 from distill.errors import DistillError, close_matches
+from distill.models.torchvision_models import torchvision_model_names
 
 #: config groups whose options are files in conf/<group>/
 GROUPS = ("teacher", "student", "loss", "data", "trainer", "lr_scheduler", "experiment")
@@ -83,3 +89,36 @@ def check_output_dir(argv: Sequence[str]) -> None:
             f"cannot write the run's outputs under {Path.cwd()} (not writable); "
             "run from a writable directory or set hydra.run.dir=PATH"
         )
+
+
+def check_checkpoint_command(argv: Sequence[str], command: str) -> None:
+    """Fail early, in one line, on a missing ``checkpoint=`` or an unknown ``data=`` option (evaluate, export)."""
+    if not any(arg.startswith(("checkpoint=", "-")) for arg in argv):
+        raise DistillError(f"give the file to read: python -m {command} checkpoint=outputs/<date>/<time>/checkpoints/best.ckpt")
+    data = [arg for arg in argv if arg.partition("=")[0].removeprefix("override ") == "data"]
+    check_group_overrides(data, config_dir(), torchvision_model_names)
+
+
+def command_line_keys(overrides: Sequence[str]) -> dict[str, bool]:
+    """The keys (and config groups) the command line set, each mapped to whether it deletes (``~key``)."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides=list(overrides))
+    except OverrideParseException as error:
+        raise DistillError(f"cannot read the command line: {error}") from None
+    return {override.key_or_group: override.is_delete() for override in parsed}
+
+
+def apply_keys(node: DictConfig, cfg: DictConfig, prefix: str, keys: dict[str, bool]) -> None:
+    """Copy the values the command line gave under ``prefix.`` from ``cfg`` into ``node`` (deleting ``~`` ones)."""
+    for key, delete in keys.items():
+        if not key.startswith(prefix + "."):
+            continue
+        sub = key[len(prefix) + 1:]
+        if delete:
+            parent, _, leaf = sub.rpartition(".")
+            container = OmegaConf.select(node, parent) if parent else node
+            if isinstance(container, DictConfig):
+                with open_dict(container):
+                    container.pop(leaf, None)
+        else:
+            OmegaConf.update(node, sub, OmegaConf.select(cfg, key), merge=False, force_add=True)

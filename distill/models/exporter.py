@@ -1,6 +1,6 @@
 """Export a student for deployment (TorchScript, ONNX or a plain state_dict) and prove the file computes the same.
 
->>> from distill.exporting import export_model
+>>> from distill.models.exporter import export_model
 >>> result = export_model(student, "onnx", "student.onnx", test_batch)  # doctest: +SKIP
 >>> result["max_abs_diff"], result["tolerance"]  # doctest: +SKIP
 

@@ -2,7 +2,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from distill.report.assemble import distillation_report
+from distill.report.run_report import distillation_report
 
 
 class Lookup(nn.Module):

@@ -1,8 +1,8 @@
 import pytest
 
-from distill.cli_overrides import check_group_overrides
+from distill.cli.overrides import check_group_overrides
 from distill.errors import DistillError
-from distill.run import config_dir
+from distill.cli.config_directory import config_dir
 
 CONF = config_dir()
 

@@ -1,4 +1,4 @@
-"""distill.evaluation.evaluate: the report's numbers for a student (or a teacher alone), in-process, on tiny models."""
+"""distill.report.evaluate: the report's numbers for a student (or a teacher alone), in-process, on tiny models."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from distill.errors import DistillError
-from distill.evaluation import evaluate, evaluation_loader
+from distill.report.evaluation_report import evaluate
+from distill.report.measurement import evaluation_loader
 from distill.losses import DIST, KD, CrossEntropy, StepOutputs
 from distill.models.fingerprint import count_parameters
 from distill.report.metrics import classification_metrics, collect_logits

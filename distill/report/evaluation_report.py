@@ -1,12 +1,13 @@
-"""Measure a trained student (or a teacher alone) on the test set: the report's numbers, without Hydra.
+"""Measure a trained student (or a teacher alone) on the test set: the run report's numbers, without Hydra.
 
->>> from distill.evaluation import evaluate
+>>> from distill.report import evaluate
 >>> result = evaluate(student, teacher, datamodule, per_sample=True, out_dir="eval")  # doctest: +SKIP
 >>> result["model"]["accuracy"], result["model"]["agreement"]  # doctest: +SKIP
 
 ``python -m distill.evaluate checkpoint=PATH`` (:mod:`distill.evaluate`) is the
 command line around :func:`evaluate`: it rebuilds the student, its teacher and
-the data from a run directory.
+the data from a run directory. The measuring is the run report's own
+(:func:`distill.report.measurement.measure_models`), so both give the same numbers.
 """
 
 from __future__ import annotations
@@ -19,14 +20,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from distill.batch import split_batch
 from distill.errors import DistillError
 from distill.io import atomic_write_text
 from distill.losses import KD, CrossEntropy
 from distill.losses.base import LossTerm
 from distill.models.fingerprint import weights_sha256
-from distill.report.assemble import model_row
-from distill.report.metrics import collect_logits
+from distill.report.measurement import evaluation_loader, measure_models
 from distill.report.per_sample import per_sample_losses, write_per_sample_csv
 from distill.report.table import build_report, report_markdown
 
@@ -106,28 +105,19 @@ def evaluate(
         names.setdefault("teacher", type(teacher).__name__)
 
     loader = evaluation_loader(datamodule)
-    logits, labels = collect_logits(student, loader, device)
-    teacher_logits = collect_logits(teacher, loader, device)[0] if teacher is not None else None
-    if teacher_logits is not None and teacher_logits.shape != logits.shape:
-        raise DistillError(
-            f"evaluate: the student's logits have shape {tuple(logits.shape)} and the teacher's "
-            f"{tuple(teacher_logits.shape)}; they must predict the same classes"
-        )
-    example = example_input(loader) if latency else None
-    rows = []
-    if teacher is not None:
-        rows.append(model_row(names["teacher"], "teacher", teacher, teacher_logits, labels, None, example))
-    rows.append(model_row(names[role], role, student, logits, labels, teacher_logits, example))
+    models = {"teacher": (names["teacher"], teacher)} if teacher is not None else {}
+    models[role] = (names[role], student)
+    measured = measure_models(models, loader, device, latency=latency)
     setting = {
         "role": role,
         "data": type(datamodule).__name__,
-        "samples": len(logits),
+        "samples": len(measured.logits[role]),
         "device": str(device),
         "threads": torch.get_num_threads(),
         **({"teacher_sha256": weights_sha256(teacher)} if teacher is not None else {}),
         **(meta or {}),
     }
-    result = build_report(rows, setting)
+    result = build_report(measured.rows, setting)
     result["model"] = next(row for row in result["rows"] if row["role"] == role)
     result["files"] = {}
 
@@ -171,31 +161,6 @@ def evaluation_markdown(result: Mapping[str, Any]) -> str:
             lines.append(f"- without a per-sample value (compare whole batches or read features): {', '.join(skipped)}")
         text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
     return text
-
-
-def evaluation_loader(data: Any) -> Any:
-    """The test data loader of a data module (prepared and set up), or ``data`` itself when it is a loader."""
-    if hasattr(data, "test_dataloader"):
-        if hasattr(data, "prepare_data"):
-            data.prepare_data()
-        if hasattr(data, "setup"):
-            data.setup("test")
-        return data.test_dataloader()
-    if hasattr(data, "__iter__"):
-        return data
-    raise DistillError(
-        f"evaluate: expected a data module with test_dataloader() or a data loader, got {type(data).__name__}"
-    )
-
-
-def example_input(loader: Any) -> Tensor | dict[str, Tensor] | None:
-    """The inputs of the first batch (on the CPU): a tensor, the keyword tensors (text models), or ``None``."""
-    parts = split_batch(next(iter(loader)))
-    if parts.args and isinstance(parts.args[0], Tensor):
-        return parts.args[0].cpu()
-    if parts.kwargs and all(isinstance(v, Tensor) for v in parts.kwargs.values()):
-        return {key: value.cpu() for key, value in parts.kwargs.items()}
-    return None
 
 
 def _as_terms(loss: Mapping[str, LossTerm] | LossTerm) -> dict[str, LossTerm]:

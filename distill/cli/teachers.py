@@ -1,0 +1,196 @@
+"""Teachers, ensembles and baselines from a run's config: given, pretrained, or trained first and cached."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+
+from distill.cli.training import supervised_training
+from distill.errors import DistillError
+from distill.losses.base import LossTerm
+from distill.models import check_model_name, weights_sha256
+from distill.models.factory import model_options
+from distill.teachers import PreparedTeacher, TeacherCache, TeacherEnsemble, TeacherOutputCache, prepare_teacher
+
+log = logging.getLogger("distill")
+
+# settings that do not change the trained teacher, so changing them reuses it
+_NOT_IN_TEACHER_KEY = {
+    "num_workers", "max_epochs", "log_every_n_steps", "enable_progress_bar", "enable_model_summary",
+    "default_root_dir", "callbacks", "logger", "devices", "num_nodes", "strategy", "sync_batchnorm",
+    "with_index", "download",
+}
+#: keys of teacher=ensemble's config that describe the ensemble, not a model
+_ENSEMBLE_KEYS = {"name", "members", "combine", "member_weights", "temperature", "train"}
+
+
+def builder_options(model_config: DictConfig) -> dict[str, Any]:
+    """The options a teacher/student config passes to the model's builder (e.g. a Hugging Face ``path``)."""
+    return model_options(OmegaConf.to_container(model_config, resolve=True))
+
+
+def _without(node: DictConfig, keys: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in keys}
+
+
+def _not_empty(**entries: Any) -> dict[str, Any]:
+    """Entries that are not empty: a spec without options stays the same key as before they existed."""
+    return {k: v for k, v in entries.items() if v}
+
+
+def trained_first_spec(cfg: DictConfig, datamodule: Any, data: DictConfig | None = None, **what: Any) -> dict[str, Any]:
+    """Everything that determines a model distill trains itself, so a different setting never reuses it.
+
+    ``data`` is the config of the data it is trained on, when not ``cfg.data`` (an ensemble member's own view).
+    """
+    return {
+        "num_classes": datamodule.num_classes,
+        "data": _without(cfg.data if data is None else data, _NOT_IN_TEACHER_KEY),
+        "trainer": _without(cfg.trainer, _NOT_IN_TEACHER_KEY),
+        "seed": cfg.seed,
+        **{k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v for k, v in what.items()},
+    }
+
+
+def teacher_spec(cfg: DictConfig, teacher: DictConfig, datamodule: Any, data: DictConfig | None = None) -> dict[str, Any]:
+    """The cache key of a teacher distill trains first."""
+    return trained_first_spec(
+        cfg, datamodule, data, model=teacher.name, train=teacher.train, **_not_empty(options=builder_options(teacher))
+    )
+
+
+def is_ensemble(teacher: DictConfig) -> bool:
+    return teacher.get("members") is not None
+
+
+def teacher_from_config(cfg: DictConfig, datamodule: Any, run_dir: Path) -> PreparedTeacher:
+    """The run's teacher (or ensemble of teachers), each obtained from its checkpoint, weights or the cache."""
+    if not is_ensemble(cfg.teacher):
+        return _one_teacher(cfg, cfg.teacher, datamodule, None, run_dir, "teacher_training")
+    prepared = {}
+    for name, member in cfg.teacher.members.items():
+        member, data = member_config(cfg, name, member)
+        member_data = datamodule if data is None else instantiate(data)
+        prepared[name] = _one_teacher(cfg, member, member_data, data, run_dir, f"teacher_training_{name}")
+    ensemble = TeacherEnsemble(
+        {name: p.model for name, p in prepared.items()},
+        combine=cfg.teacher.combine,
+        weights=OmegaConf.to_container(cfg.teacher.member_weights) if cfg.teacher.get("member_weights") else None,
+        temperature=cfg.teacher.get("temperature", 1.0),
+    )
+    origins = dict.fromkeys(p.origin for p in prepared.values())
+    source = f"ensemble ({cfg.teacher.combine}) of " + "; ".join(f"{n}: {p.source}" for n, p in prepared.items())
+    return PreparedTeacher(ensemble, "+".join(origins), source)
+
+
+def _one_teacher(
+    cfg: DictConfig, teacher: DictConfig, datamodule: Any, data: DictConfig | None, run_dir: Path, log_name: str
+) -> PreparedTeacher:
+    """One teacher (or ensemble member) described by ``teacher``, trained first on ``datamodule`` if need be."""
+    given = teacher.checkpoint or teacher.weights
+    if not given and not (cfg.data if data is None else data).get("labels", True):
+        raise DistillError(
+            f"teacher {teacher.name} would be trained first, which needs labels, but data.labels=false; "
+            "give teacher.checkpoint=PATH (e.g. a teacher cached by a run with labels) or teacher.weights=NAME"
+        )
+    schedule = teacher.train
+    return prepare_teacher(
+        teacher.name,
+        datamodule.num_classes,
+        checkpoint=teacher.checkpoint,
+        weights=teacher.weights,
+        trusted_checkpoint=bool(teacher.get("trusted_checkpoint", False)),
+        options=builder_options(teacher),
+        train=supervised_training(
+            cfg, datamodule, run_dir, log_name, schedule.epochs, schedule.optimizer, schedule.get("lr_scheduler")
+        ),
+        cache=None if given else TeacherCache(Path(cfg.cache_dir).expanduser() / "teachers"),
+        spec=None if given else teacher_spec(cfg, teacher, datamodule, data),
+    )
+
+
+def member_config(cfg: DictConfig, name: str, member: Any) -> tuple[DictConfig, DictConfig | None]:
+    """An ensemble member as a single teacher's config, and the config of its own data view (None: the run's)."""
+    if not isinstance(member, DictConfig) or not member.get("name"):
+        raise DistillError(
+            f"teacher.members.{name} must be a teacher config with a name, got {member!r}; "
+            f"e.g. teacher.members.{name}={{name: resnet18, checkpoint: PATH}}"
+        )
+    member = member.copy()
+    with open_dict(member):
+        data = member.pop("data", None)
+        # a member without its own schedule is trained (if need be) on the ensemble's
+        member.train = OmegaConf.merge(cfg.teacher.train, member.get("train") or {})
+        for key in ("checkpoint", "weights"):
+            member.setdefault(key, None)
+    return member, None if data is None else OmegaConf.merge(cfg.data, data)
+
+
+def check_teacher_names(teacher: DictConfig) -> None:
+    """Fail before any training on an unknown teacher (or member) name, or an ensemble without members."""
+    if not is_ensemble(teacher):
+        check_model_name(teacher.name)
+        return
+    if not teacher.members:
+        raise DistillError("teacher=ensemble needs members; give teacher.members={a: {name: resnet18, ...}, ...}")
+    unknown = sorted(set(teacher) - _ENSEMBLE_KEYS)
+    if unknown:
+        raise DistillError(
+            f"teacher=ensemble does not take {unknown}; give them to each member (teacher.members.NAME.KEY)"
+        )
+    for member in teacher.members.values():
+        if isinstance(member, DictConfig) and member.get("name"):
+            check_model_name(member.name)
+
+
+def baseline_from_config(cfg: DictConfig, datamodule: Any, run_dir: Path) -> PreparedTeacher:
+    """The student trained alone on the labels, on the student's budget: trained once, then cached."""
+    epochs = cfg.trainer.max_epochs
+    return prepare_teacher(
+        cfg.student.name,
+        datamodule.num_classes,
+        options=builder_options(cfg.student),
+        train=supervised_training(
+            cfg, datamodule, run_dir, "baseline_training", epochs, cfg.optimizer, cfg.get("lr_scheduler")
+        ),
+        cache=TeacherCache(Path(cfg.cache_dir).expanduser() / "baselines"),
+        spec=trained_first_spec(
+            cfg, datamodule, model=cfg.student.name, epochs=epochs, optimizer=cfg.optimizer,
+            lr_scheduler=cfg.get("lr_scheduler"), **_not_empty(options=builder_options(cfg.student)),
+        ),
+        role="baseline",
+    )
+
+
+def teacher_outputs_from_config(
+    cfg: DictConfig, datamodule: Any, teacher: nn.Module, loss: dict[str, LossTerm]
+) -> TeacherOutputCache:
+    """The teacher's outputs on the training split, from the cache (built now if missing): ``teacher.cache=true``."""
+    if getattr(datamodule, "random_augmentation", False):
+        raise DistillError(
+            "teacher.cache=true needs the teacher to see the same training inputs every epoch, but the data "
+            "module applies random augmentation; set data.augment=false or teacher.cache=false"
+        )
+    for method in ("cache_dataloader", "fingerprint"):
+        if not callable(getattr(datamodule, method, None)):
+            raise DistillError(
+                f"teacher.cache=true needs the data module to have {method}() "
+                f"({type(datamodule).__name__} has not); set teacher.cache=false"
+            )
+    datamodule.with_index = True  # training batches are matched to cached rows by sample index
+    key = {"teacher_sha256": weights_sha256(teacher), "data": datamodule.fingerprint(), "split": "train"}
+    layers = [layer for term in loss.values() if term.needs_teacher for layer in term.teacher_layers]
+    device = "cuda" if torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("auto", "gpu", "cuda") else "cpu"
+    try:
+        return TeacherOutputCache.open_or_build(
+            Path(cfg.cache_dir).expanduser() / "teacher_outputs", key, teacher.to(device),
+            datamodule.cache_dataloader(), layers=layers,
+        )
+    finally:
+        teacher.to("cpu")

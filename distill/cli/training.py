@@ -1,0 +1,113 @@
+"""What a run trains with, from its config: the loss terms, the Trainer, its logger and callbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from omegaconf import DictConfig, open_dict
+from torch import nn
+
+from distill.cli.error_policy import first_line
+from distill.errors import DistillError
+from distill.losses.base import LossTerm
+from distill.supervised import SupervisedModule
+
+
+def loss_term(node: DictConfig) -> LossTerm:
+    """Instantiate one loss term; its optional ``schedule:`` entry becomes its weight schedule."""
+    node = node.copy()
+    with open_dict(node):
+        schedule = node.pop("schedule", None)
+    term = instantiate(node)
+    return term.scheduled(instantiate(schedule)) if schedule is not None else term
+
+
+def loss_terms(loss: DictConfig) -> dict[str, LossTerm]:
+    """Every term of a ``loss`` config (``~loss.NAME`` or ``loss.NAME=null`` removes one)."""
+    return {name: loss_term(term) for name, term in loss.items() if term is not None}
+
+
+def check_labels_for(loss: dict[str, LossTerm], cfg: DictConfig) -> None:
+    """With ``data.labels=false`` a term that reads labels cannot work: say so before anything is trained."""
+    if cfg.data.get("labels", True):
+        return
+    for name, term in loss.items():
+        if term.needs_labels:
+            raise DistillError(
+                f"loss term '{name}' ({type(term).__name__}) needs labels, but data.labels=false trains "
+                f"without them; remove it (~loss.{name}) or use label-free terms (e.g. loss=kd_pseudo_label)"
+            )
+
+
+def make_trainer(cfg: DictConfig, **options: Any) -> L.Trainer:
+    """The configured Trainer; settings Lightning rejects (devices, accelerator) become one clear line."""
+    try:
+        return instantiate(cfg.trainer, **options)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, (MisconfigurationException, ValueError, TypeError)):
+            raise DistillError(
+                f"the trainer settings do not work here: {first_line(error.__cause__)}; "
+                "check trainer.accelerator, trainer.devices and trainer.precision"
+            ) from None
+        raise
+
+
+def make_callbacks(cfg: DictConfig) -> list[Any]:
+    """The run's callbacks (``callbacks.NAME=null`` removes one)."""
+    return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+
+
+def make_logger(cfg: DictConfig, resumed: bool) -> Any:
+    """The configured logger; a resumed run logs into a new version so the first run's logs stay."""
+    if not cfg.get("logger"):
+        return False
+    options = {}
+    if resumed and "version" in cfg.logger:
+        base = Path(cfg.logger.save_dir) / str(cfg.logger.get("name") or "")
+        n = 1
+        while (base / f"resumed-{n}").exists():
+            n += 1
+        options["version"] = f"resumed-{n}"
+    try:
+        return instantiate(cfg.logger, **options)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, ImportError):
+            raise DistillError(
+                f"the logger {cfg.logger._target_.rsplit('.', 1)[-1]} needs a package that is not installed "
+                f"({first_line(error.__cause__)}); pip install 'distill[loggers]' or use logger=csv"
+            ) from None
+        raise
+
+
+def supervised_training(
+    cfg: DictConfig, datamodule: Any, run_dir: Path, name: str, epochs: int, optimizer: Any, lr_scheduler: Any
+) -> Callable[[nn.Module], None]:
+    """A function that trains a model on the labels, on the configured Trainer, logging under ``run_dir/name``."""
+
+    def train(model: nn.Module) -> None:
+        # one process on one device: under DDP this runs before the ranks are launched, and the
+        # ranks started later find the trained model in the cache
+        trainer = make_trainer(
+            cfg,
+            devices=1,
+            num_nodes=1,
+            strategy="auto",
+            max_epochs=epochs,
+            logger=L.pytorch.loggers.CSVLogger(run_dir, name=name, version=""),
+            callbacks=[],
+            enable_checkpointing=False,
+        )
+        module = SupervisedModule(
+            model,
+            optimizer=instantiate(optimizer),
+            lr_scheduler=instantiate(lr_scheduler) if lr_scheduler else None,
+        )
+        trainer.fit(module, datamodule=datamodule)
+
+    return train

@@ -1,0 +1,46 @@
+"""The end-of-run report: every model measured once on the test split, the table, the plots, the files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from distill.report.measurement import measure_models
+from distill.report.metrics import reliability_bins
+from distill.report.plots import plot_learning_curves, plot_reliability
+from distill.report.table import build_report, write_report
+
+
+
+def distillation_report(
+    models: Mapping[str, tuple[str, nn.Module]],
+    test_loader: Any,
+    run_dir: str | Path,
+    metrics_csv: str | Path | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Measure ``models`` (role → (name, model); roles ``teacher``, ``student``, ``baseline``) and write the report.
+
+    Writes ``report.json``, ``report.md``, ``reliability.png`` and, given the
+    run's ``metrics.csv``, ``learning_curves.png`` into ``run_dir``; returns the report.
+    """
+    run_dir = Path(run_dir)
+    measured = measure_models(models, test_loader)
+    report = build_report(measured.rows, {**(meta or {}), "threads": torch.get_num_threads()})
+
+    figures = {}
+    if measured.labels is not None:
+        bins = {
+            f"{role}: {name}": reliability_bins(measured.logits[role], measured.labels)
+            for role, (name, _) in models.items()
+        }
+        figures["reliability"] = str(plot_reliability(bins, run_dir / "reliability.png"))
+    if metrics_csv is not None and Path(metrics_csv).is_file():
+        figures["learning_curves"] = str(plot_learning_curves(metrics_csv, run_dir / "learning_curves.png"))
+    report["figures"] = figures
+    write_report(report, run_dir)
+    return report
