@@ -8,13 +8,13 @@ from collections.abc import Iterable
 from torch import Tensor, nn
 
 from distill.errors import DistillError
-from distill.features import layer_pairs
-from distill.losses._maps import connector, feature_maps, require_built
-from distill.losses.base import LossTerm, StepOutputs
+from distill.losses._maps import connector, require_built
+from distill.losses.base import StepOutputs
+from distill.losses.feature_term import FeatureTerm
 from distill.losses.functional import ab_loss
 
 
-class AB(LossTerm):
+class AB(FeatureTerm):
     """Teach the student where the teacher's neurons switch on and off (activation boundaries).
 
     For each layer pair a connector (1×1 convolution and BatchNorm, after
@@ -41,6 +41,8 @@ class AB(LossTerm):
             the per-sample sums by 3/1000, which ``conf/loss/ab.yaml`` puts here.
     """
 
+    feature_form = "maps"
+    repr_fields = ("margin",)
     needs_build = True
 
     def __init__(
@@ -50,8 +52,7 @@ class AB(LossTerm):
         margin: float = 1.0,
         weight: float = 1.0,
     ) -> None:
-        super().__init__(weight)
-        self.student_layers, self.teacher_layers = layer_pairs(student_layer, teacher_layer, "AB")
+        super().__init__(student_layer, teacher_layer, weight)
         self.margin = float(margin)
         if not (math.isfinite(self.margin) and self.margin >= 0):
             raise DistillError(f"AB: margin must be a finite number >= 0, got {margin}; the paper uses 1.0")
@@ -62,8 +63,7 @@ class AB(LossTerm):
         return [2.0 ** (i - n + 1) for i in range(n)]
 
     def build(self, outputs: StepOutputs) -> None:
-        students = feature_maps(outputs.student_features, self.student_layers, "student", "AB")
-        teachers = feature_maps(outputs.teacher_features, self.teacher_layers, "teacher", "AB")
+        students, teachers = self.features(outputs)
         self.connectors = nn.ModuleList(
             connector(s.shape[1], t.shape[1], None if s.shape[2:] == t.shape[2:] else t.shape[2:]).to(s.device)
             for s, t in zip(students, teachers)
@@ -71,15 +71,8 @@ class AB(LossTerm):
 
     def compute(self, outputs: StepOutputs) -> Tensor:
         require_built(len(self.connectors) == len(self.student_layers), "AB")
-        students = feature_maps(outputs.student_features, self.student_layers, "student", "AB")
-        teachers = feature_maps(outputs.teacher_features, self.teacher_layers, "teacher", "AB")
+        students, teachers = self.features(outputs)
         return sum(
             w * ab_loss(c(s), t, self.margin)
             for w, c, s, t in zip(self.layer_weights(), self.connectors, students, teachers)
-        )
-
-    def extra_repr(self) -> str:
-        return (
-            f"student_layer={list(self.student_layers)}, teacher_layer={list(self.teacher_layers)}, "
-            f"margin={self.margin}, weight={self.weight}"
         )

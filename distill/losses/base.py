@@ -47,6 +47,8 @@ class LossTerm(nn.Module, metaclass=abc.ABCMeta):
 
     #: the term builds parameters (adapters) from the shapes of a first batch, see :meth:`build`
     needs_build: bool = False
+    #: the settings :meth:`extra_repr` shows before the weight: attribute names, or ``"label=attribute"``
+    repr_fields: tuple[str, ...] = ()
 
     def __init__(self, weight: float = 1.0) -> None:
         super().__init__()
@@ -96,8 +98,9 @@ class LossTerm(nn.Module, metaclass=abc.ABCMeta):
         return self.compute(outputs)
 
     def extra_repr(self) -> str:
-        return f"weight={self.weight}"
-
+        labelled = (field.partition("=") for field in self.repr_fields)
+        settings = [f"{label}={getattr(self, attribute or label)}" for label, _, attribute in labelled]
+        return ", ".join([*settings, f"weight={self.weight}"])
 
 
 def check_temperature(temperature: float, owner: str) -> float:

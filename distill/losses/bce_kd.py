@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from distill.losses.base import (
-    LossTerm,
-    StepOutputs,
-    check_temperature,
-    require_teacher,
-)
 from distill.losses.functional import bce_kd_loss
+from distill.losses.logit_term import SoftenedLogitTerm
 
 
-class BCEKD(LossTerm):
+class BCEKD(SoftenedLogitTerm):
     """Binary cross-entropy between the student's and the teacher's sigmoid outputs, times T².
 
     For multi-label classifiers, whose outputs are independent yes/no scores
@@ -24,19 +19,8 @@ class BCEKD(LossTerm):
         weight: the term's weight in the total loss.
     """
 
-    compares_outputs = True
-
     def __init__(self, temperature: float = 1.0, weight: float = 1.0) -> None:
-        super().__init__(weight)
-        self.temperature = check_temperature(temperature, "BCEKD")
+        super().__init__(temperature, weight)
 
-    def compute(self, outputs: StepOutputs) -> Tensor:
-        teacher = require_teacher(outputs, "BCEKD")
-        return bce_kd_loss(outputs.student, teacher, self.temperature)
-
-    def per_sample(self, outputs: StepOutputs) -> Tensor:
-        teacher = require_teacher(outputs, "BCEKD")
-        return bce_kd_loss(outputs.student, teacher, self.temperature, reduction="none")
-
-    def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, weight={self.weight}"
+    def loss(self, student: Tensor, teacher: Tensor, reduction: str) -> Tensor:
+        return bce_kd_loss(student, teacher, self.temperature, reduction=reduction)

@@ -7,13 +7,13 @@ import math
 from torch import Tensor, nn
 
 from distill.errors import DistillError
-from distill.features import layer_pairs
-from distill.losses._maps import flat_features, one_layer, require_built
-from distill.losses.base import LossTerm, StepOutputs
+from distill.losses._maps import require_built
+from distill.losses.base import StepOutputs
+from distill.losses.feature_term import FeatureTerm
 from distill.losses.functional import cc_loss
 
 
-class CC(LossTerm):
+class CC(FeatureTerm):
     """Match the student's sample-to-sample correlation matrix to the teacher's.
 
     Features (flattened; usually the pooled penultimate layer, ``avgpool`` of
@@ -40,6 +40,9 @@ class CC(LossTerm):
         weight: the term's weight in the total loss.
     """
 
+    feature_form = "flat"
+    one_layer_only = True
+    repr_fields = ("embed_dim", "gamma", "order", "teacher_head=use_teacher_head")
     needs_build = True
 
     def __init__(
@@ -52,9 +55,7 @@ class CC(LossTerm):
         teacher_head: bool = False,
         weight: float = 1.0,
     ) -> None:
-        super().__init__(weight)
-        self.student_layers, self.teacher_layers = layer_pairs(student_layer, teacher_layer, "CC")
-        one_layer(self.student_layers, "CC", "student_layer")
+        super().__init__(student_layer, teacher_layer, weight)
         if isinstance(embed_dim, bool) or int(embed_dim) != embed_dim or embed_dim < 1:
             raise DistillError(f"CC: embed_dim must be a whole number >= 1, got {embed_dim!r}")
         if not (math.isfinite(float(gamma)) and float(gamma) > 0) or int(order) != order or order < 0:
@@ -65,23 +66,14 @@ class CC(LossTerm):
         self.teacher_head: nn.Module | None = None
 
     def build(self, outputs: StepOutputs) -> None:
-        (student,) = flat_features(outputs.student_features, self.student_layers, "student", "CC")
-        (teacher,) = flat_features(outputs.teacher_features, self.teacher_layers, "teacher", "CC")
+        (student,), (teacher,) = self.features(outputs)
         self.student_head = nn.Linear(student.shape[1], self.embed_dim).to(student.device)
         if self.use_teacher_head:
             self.teacher_head = nn.Linear(teacher.shape[1], self.embed_dim).to(teacher.device)
 
     def compute(self, outputs: StepOutputs) -> Tensor:
         require_built(self.student_head is not None, "CC")
-        (student,) = flat_features(outputs.student_features, self.student_layers, "student", "CC")
-        (teacher,) = flat_features(outputs.teacher_features, self.teacher_layers, "teacher", "CC")
+        (student,), (teacher,) = self.features(outputs)
         if self.teacher_head is not None:
             teacher = self.teacher_head(teacher.float())
         return cc_loss(self.student_head(student.float()), teacher, self.gamma, self.order)
-
-    def extra_repr(self) -> str:
-        return (
-            f"student_layer={self.student_layers[0]}, teacher_layer={self.teacher_layers[0]}, "
-            f"embed_dim={self.embed_dim}, gamma={self.gamma}, order={self.order}, "
-            f"teacher_head={self.use_teacher_head}, weight={self.weight}"
-        )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from distill.losses.base import LossTerm, StepOutputs, require_teacher
 from distill.losses.functional import cosine_loss
+from distill.losses.logit_term import LogitTerm
 
 
-class CosineEmbedding(LossTerm):
+class CosineEmbedding(LogitTerm):
     """One minus the cosine similarity of student and teacher outputs.
 
     Aligns the direction of the output vectors and ignores their length.
@@ -18,15 +18,5 @@ class CosineEmbedding(LossTerm):
         dim: the dimension holding the vectors.
     """
 
-    compares_outputs = True
-
-    def __init__(self, weight: float = 1.0, dim: int = -1) -> None:
-        super().__init__(weight)
-        self.dim = dim
-
-    def compute(self, outputs: StepOutputs) -> Tensor:
-        return cosine_loss(outputs.student, require_teacher(outputs, "CosineEmbedding"), dim=self.dim)
-
-    def per_sample(self, outputs: StepOutputs) -> Tensor:
-        teacher = require_teacher(outputs, "CosineEmbedding")
-        return cosine_loss(outputs.student, teacher, dim=self.dim, reduction="none")
+    def loss(self, student: Tensor, teacher: Tensor, reduction: str) -> Tensor:
+        return cosine_loss(student, teacher, dim=self.dim, reduction=reduction)

@@ -7,14 +7,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distill.errors import DistillError
-from distill.features import layer_pairs
-from distill.losses._maps import flat_features, one_layer, require_built
-from distill.losses.base import LossTerm, StepOutputs
+from distill.losses._maps import require_built
+from distill.losses.base import StepOutputs
+from distill.losses.feature_term import FeatureTerm
 from distill.losses.functional import crd_nce_loss, crd_scores
 from distill.losses.memory_bank import MemoryBank, mean_across_ranks
 
 
-class CRD(LossTerm):
+class CRD(FeatureTerm):
     """Contrastive loss between student and teacher embeddings, with negatives from memory banks.
 
     Linear heads map the student's and the teacher's features (flattened,
@@ -53,6 +53,9 @@ class CRD(LossTerm):
         weight: the term's weight in the total loss (0.8 in the paper's benchmark).
     """
 
+    feature_form = "flat"
+    one_layer_only = True
+    repr_fields = ("num_samples", "embed_dim", "num_negatives", "temperature", "momentum")
     needs_build = True
     needs_index = True
 
@@ -67,9 +70,7 @@ class CRD(LossTerm):
         momentum: float = 0.5,
         weight: float = 1.0,
     ) -> None:
-        super().__init__(weight)
-        self.student_layers, self.teacher_layers = layer_pairs(student_layer, teacher_layer, "CRD")
-        one_layer(self.student_layers, "CRD", "student_layer")
+        super().__init__(student_layer, teacher_layer, weight)
         for name, value in (("num_samples", num_samples), ("embed_dim", embed_dim), ("num_negatives", num_negatives)):
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise DistillError(f"CRD: {name} must be a whole number >= 1, got {value!r}")
@@ -91,8 +92,7 @@ class CRD(LossTerm):
         self.register_buffer("normalizers", torch.full((2,), -1.0))
 
     def build(self, outputs: StepOutputs) -> None:
-        (student,) = flat_features(outputs.student_features, self.student_layers, "student", "CRD")
-        (teacher,) = flat_features(outputs.teacher_features, self.teacher_layers, "teacher", "CRD")
+        (student,), (teacher,) = self.features(outputs)
         device = student.device
         self.student_head = nn.Linear(student.shape[1], self.embed_dim).to(device)
         self.teacher_head = nn.Linear(teacher.shape[1], self.embed_dim).to(device)
@@ -118,8 +118,7 @@ class CRD(LossTerm):
 
     def compute(self, outputs: StepOutputs) -> Tensor:
         require_built(self.student_head is not None, "CRD")
-        (student,) = flat_features(outputs.student_features, self.student_layers, "student", "CRD")
-        (teacher,) = flat_features(outputs.teacher_features, self.teacher_layers, "teacher", "CRD")
+        (student,), (teacher,) = self.features(outputs)
         f_s = F.normalize(self.student_head(student.float()), dim=1)
         f_t = F.normalize(self.teacher_head(teacher.float()), dim=1)
         batch_size = len(f_s)
@@ -146,11 +145,3 @@ class CRD(LossTerm):
             self.student_bank.update(index, f_s.detach())
             self.teacher_bank.update(index, f_t.detach())
         return loss
-
-    def extra_repr(self) -> str:
-        return (
-            f"num_samples={self.num_samples}, student_layer={self.student_layers[0]}, "
-            f"teacher_layer={self.teacher_layers[0]}, embed_dim={self.embed_dim}, "
-            f"num_negatives={self.num_negatives}, temperature={self.temperature}, "
-            f"momentum={self.momentum}, weight={self.weight}"
-        )

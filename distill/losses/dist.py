@@ -27,6 +27,7 @@ class DIST(LossTerm):
     """
 
     compares_outputs = True
+    repr_fields = ("beta", "gamma", "temperature")
 
     def __init__(
         self, beta: float = 1.0, gamma: float = 1.0, temperature: float = 1.0, weight: float = 1.0
@@ -44,6 +45,3 @@ class DIST(LossTerm):
     def compute(self, outputs: StepOutputs) -> Tensor:
         teacher = require_teacher(outputs, "DIST")
         return dist_loss(outputs.student, teacher, self.beta, self.gamma, self.temperature)
-
-    def extra_repr(self) -> str:
-        return f"beta={self.beta}, gamma={self.gamma}, temperature={self.temperature}, weight={self.weight}"

@@ -37,6 +37,7 @@ class DKD(LossTerm):
 
     needs_labels = True
     compares_outputs = True
+    repr_fields = ("alpha", "beta", "temperature", "warmup_epochs")
 
     def __init__(
         self,
@@ -79,9 +80,3 @@ class DKD(LossTerm):
         labels = require_labels(outputs, "DKD")
         loss = dkd_loss(outputs.student, teacher, labels, self.alpha, self.beta, self.temperature)
         return self.warmup_factor * loss
-
-    def extra_repr(self) -> str:
-        return (
-            f"alpha={self.alpha}, beta={self.beta}, temperature={self.temperature}, "
-            f"warmup_epochs={self.warmup_epochs}, weight={self.weight}"
-        )

@@ -7,13 +7,13 @@ from collections.abc import Iterable
 from torch import Tensor, nn
 
 from distill.errors import DistillError
-from distill.features import layer_pairs, read_features
 from distill.losses.adapters import build_adapter
-from distill.losses.base import LossTerm, StepOutputs
+from distill.losses.base import StepOutputs
+from distill.losses.feature_term import FeatureTerm
 from distill.losses.functional import hint_loss
 
 
-class FitNet(LossTerm):
+class FitNet(FeatureTerm):
     """Mean squared error between adapted student features and the teacher's ("hints").
 
     One adapter (:func:`~distill.losses.adapters.build_adapter`, a 1×1 conv and
@@ -27,7 +27,6 @@ class FitNet(LossTerm):
         weight: the term's weight in the total loss.
     """
 
-    needs_teacher = True
     needs_build = True
 
     def __init__(
@@ -36,13 +35,11 @@ class FitNet(LossTerm):
         teacher_layer: str | Iterable[str] | None = None,
         weight: float = 1.0,
     ) -> None:
-        super().__init__(weight)
-        self.student_layers, self.teacher_layers = layer_pairs(student_layer, teacher_layer, "FitNet")
+        super().__init__(student_layer, teacher_layer, weight)
         self.adapters = nn.ModuleList()
 
     def build(self, outputs: StepOutputs) -> None:
-        students = read_features(outputs.student_features, self.student_layers, "student", "FitNet")
-        teachers = read_features(outputs.teacher_features, self.teacher_layers, "teacher", "FitNet")
+        students, teachers = self.features(outputs)
         self.adapters = nn.ModuleList(
             build_adapter(s.shape, t.shape).to(device=s.device, dtype=s.dtype) for s, t in zip(students, teachers)
         )
@@ -53,10 +50,5 @@ class FitNet(LossTerm):
                 "FitNet's adapters are not built yet: call DistillationModule.build(batch) before "
                 "training by hand (Trainer.fit does it)"
             )
-        students = read_features(outputs.student_features, self.student_layers, "student", "FitNet")
-        teachers = read_features(outputs.teacher_features, self.teacher_layers, "teacher", "FitNet")
+        students, teachers = self.features(outputs)
         return sum(hint_loss(adapter(s), t) for adapter, s, t in zip(self.adapters, students, teachers))
-
-    def extra_repr(self) -> str:
-        layers = f"student_layer={list(self.student_layers)}, teacher_layer={list(self.teacher_layers)}"
-        return f"{layers}, weight={self.weight}"

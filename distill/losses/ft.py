@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distill.errors import DistillError
-from distill.features import layer_pairs
-from distill.losses._maps import feature_maps, one_layer, require_built
-from distill.losses.base import LossTerm, StepOutputs
+from distill.losses._maps import require_built
+from distill.losses.base import StepOutputs
+from distill.losses.feature_term import FeatureTerm
 from distill.losses.functional import ft_loss
 from distill.losses.functional.relations import pool_to_smaller
 
@@ -49,7 +49,7 @@ def translator(channels: int, factor_channels: int) -> nn.Sequential:
     )
 
 
-class FT(LossTerm):
+class FT(FeatureTerm):
     """Match the student's "translated" factor to the teacher's "paraphrased" factor.
 
     A paraphraser (a convolutional auto-encoder) encodes the teacher's map
@@ -81,6 +81,9 @@ class FT(LossTerm):
         weight: the term's weight in the total loss (500 in the authors' code).
     """
 
+    feature_form = "maps"
+    one_layer_only = True
+    repr_fields = ("rate", "p", "reconstruction_weight")
     needs_build = True
 
     def __init__(
@@ -92,9 +95,7 @@ class FT(LossTerm):
         reconstruction_weight: float = 1.0,
         weight: float = 1.0,
     ) -> None:
-        super().__init__(weight)
-        self.student_layers, self.teacher_layers = layer_pairs(student_layer, teacher_layer, "FT")
-        one_layer(self.student_layers, "FT", "student_layer")
+        super().__init__(student_layer, teacher_layer, weight)
         self.rate, self.p, self.reconstruction_weight = float(rate), float(p), float(reconstruction_weight)
         if not 0 < self.rate <= 1 or not (math.isfinite(self.p) and self.p > 0):
             raise DistillError(f"FT: rate must be in (0, 1] and p > 0, got rate={rate} and p={p}; the paper uses 0.5 and 1")
@@ -108,16 +109,14 @@ class FT(LossTerm):
         self.current_epoch = int(epoch)
 
     def build(self, outputs: StepOutputs) -> None:
-        (student,) = feature_maps(outputs.student_features, self.student_layers, "student", "FT")
-        (teacher,) = feature_maps(outputs.teacher_features, self.teacher_layers, "teacher", "FT")
+        (student,), (teacher,) = self.features(outputs)
         factor_channels = max(1, round(teacher.shape[1] * self.rate))
         self.paraphraser = Paraphraser(teacher.shape[1], factor_channels).to(teacher.device)
         self.translator = translator(student.shape[1], factor_channels).to(student.device)
 
     def compute(self, outputs: StepOutputs) -> Tensor:
         require_built(self.paraphraser is not None, "FT")
-        (student,) = feature_maps(outputs.student_features, self.student_layers, "student", "FT")
-        (teacher,) = feature_maps(outputs.teacher_features, self.teacher_layers, "teacher", "FT")
+        (student,), (teacher,) = self.features(outputs)
         teacher_factor, reconstruction = self.paraphraser(teacher)
         student_factor, teacher_factor = pool_to_smaller(self.translator(student), teacher_factor.detach())
         loss = ft_loss(student_factor, teacher_factor, self.p)
@@ -126,9 +125,3 @@ class FT(LossTerm):
             reconstruction_error = F.mse_loss(reconstruction.float(), teacher.float())
             loss = loss + reconstruction_error * (self.reconstruction_weight / current_weight)
         return loss
-
-    def extra_repr(self) -> str:
-        return (
-            f"student_layer={self.student_layers[0]}, teacher_layer={self.teacher_layers[0]}, rate={self.rate}, "
-            f"p={self.p}, reconstruction_weight={self.reconstruction_weight}, weight={self.weight}"
-        )

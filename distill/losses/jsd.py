@@ -7,16 +7,11 @@ import math
 from torch import Tensor
 
 from distill.errors import DistillError
-from distill.losses.base import (
-    LossTerm,
-    StepOutputs,
-    check_temperature,
-    require_teacher,
-)
 from distill.losses.functional import jsd_loss
+from distill.losses.logit_term import SoftenedLogitTerm
 
 
-class JSD(LossTerm):
+class JSD(SoftenedLogitTerm):
     """Generalised Jensen-Shannon divergence between teacher and student, times T².
 
     ``beta`` moves the loss between forward KL (small beta) and reverse KL
@@ -29,12 +24,11 @@ class JSD(LossTerm):
         dim: the class dimension of the outputs.
     """
 
-    compares_outputs = True
+    repr_fields = ("beta", "temperature")
 
     def __init__(
         self, beta: float = 0.5, temperature: float = 1.0, weight: float = 1.0, dim: int = -1
     ) -> None:
-        super().__init__(weight)
         beta = float(beta)
         # at exactly 0 or 1 the divergence is identically 0 and the term would teach nothing
         if not 0.0 < beta < 1.0 or not math.isfinite(beta):
@@ -42,17 +36,8 @@ class JSD(LossTerm):
                 f"JSD: beta must be strictly between 0 and 1, got {beta}; "
                 "0.5 is the symmetric Jensen-Shannon divergence"
             )
+        super().__init__(temperature, weight, dim)
         self.beta = beta
-        self.temperature = check_temperature(temperature, "JSD")
-        self.dim = dim
 
-    def compute(self, outputs: StepOutputs) -> Tensor:
-        teacher = require_teacher(outputs, "JSD")
-        return jsd_loss(outputs.student, teacher, self.beta, self.temperature, dim=self.dim)
-
-
-    def per_sample(self, outputs: StepOutputs) -> Tensor:
-        teacher = require_teacher(outputs, "JSD")
-        return jsd_loss(outputs.student, teacher, self.beta, self.temperature, dim=self.dim, reduction="none")
-    def extra_repr(self) -> str:
-        return f"beta={self.beta}, temperature={self.temperature}, weight={self.weight}"
+    def loss(self, student: Tensor, teacher: Tensor, reduction: str) -> Tensor:
+        return jsd_loss(student, teacher, self.beta, self.temperature, dim=self.dim, reduction=reduction)

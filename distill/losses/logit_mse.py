@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from distill.losses.base import LossTerm, StepOutputs, require_teacher
 from distill.losses.functional import logit_mse_loss
+from distill.losses.logit_term import LogitTerm
 
 
-class LogitMSE(LossTerm):
-    """Mean squared error between student and teacher outputs.
+class LogitMSE(LogitTerm):
+    """Mean squared error between student and teacher outputs, element by element.
 
     Use it for outputs that are not class scores (regression, embeddings) or to
     match raw logits.
+
+    Args:
+        weight: the term's weight in the total loss.
     """
 
-    compares_outputs = True
+    def __init__(self, weight: float = 1.0) -> None:
+        super().__init__(weight)
 
-    def compute(self, outputs: StepOutputs) -> Tensor:
-        return logit_mse_loss(outputs.student, require_teacher(outputs, "LogitMSE"))
-
-    def per_sample(self, outputs: StepOutputs) -> Tensor:
-        return logit_mse_loss(outputs.student, require_teacher(outputs, "LogitMSE"), reduction="none")
+    def loss(self, student: Tensor, teacher: Tensor, reduction: str) -> Tensor:
+        return logit_mse_loss(student, teacher, reduction=reduction)

@@ -7,13 +7,11 @@ from collections.abc import Iterable
 from torch import Tensor
 
 from distill.errors import DistillError
-from distill.features import layer_pairs
-from distill.losses._maps import feature_maps
-from distill.losses.base import LossTerm, StepOutputs
+from distill.losses.feature_term import FeatureTerm
 from distill.losses.functional import nst_loss
 
 
-class NST(LossTerm):
+class NST(FeatureTerm):
     """Match the distribution of the student's channel activation patterns to the teacher's (MMD).
 
     For each layer pair, every channel's map, flattened and L2-normalised, is
@@ -31,6 +29,9 @@ class NST(LossTerm):
         weight: the term's weight in the total loss (50 in the CRD paper's benchmark).
     """
 
+    feature_form = "maps"
+    repr_fields = ("degree", "c")
+
     def __init__(
         self,
         student_layer: str | Iterable[str],
@@ -39,19 +40,10 @@ class NST(LossTerm):
         c: float = 0.0,
         weight: float = 1.0,
     ) -> None:
-        super().__init__(weight)
-        self.student_layers, self.teacher_layers = layer_pairs(student_layer, teacher_layer, "NST")
+        super().__init__(student_layer, teacher_layer, weight)
         if isinstance(degree, bool) or int(degree) != degree or degree < 1:
             raise DistillError(f"NST: degree must be a whole number >= 1, got {degree!r}; the paper uses 2")
         self.degree, self.c = int(degree), float(c)
 
-    def compute(self, outputs: StepOutputs) -> Tensor:
-        students = feature_maps(outputs.student_features, self.student_layers, "student", "NST")
-        teachers = feature_maps(outputs.teacher_features, self.teacher_layers, "teacher", "NST")
-        return sum(nst_loss(s, t, self.degree, self.c) for s, t in zip(students, teachers))
-
-    def extra_repr(self) -> str:
-        return (
-            f"student_layer={list(self.student_layers)}, teacher_layer={list(self.teacher_layers)}, "
-            f"degree={self.degree}, c={self.c}, weight={self.weight}"
-        )
+    def pair_loss(self, student: Tensor, teacher: Tensor) -> Tensor:
+        return nst_loss(student, teacher, self.degree, self.c)

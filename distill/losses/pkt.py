@@ -6,12 +6,11 @@ from collections.abc import Iterable
 
 from torch import Tensor
 
-from distill.features import layer_pairs, read_features
-from distill.losses.base import LossTerm, StepOutputs
+from distill.losses.feature_term import FeatureTerm
 from distill.losses.functional import pkt_loss
 
 
-class PKT(LossTerm):
+class PKT(FeatureTerm):
     """Match the distributions of cosine similarities between the student's embeddings to the teacher's.
 
     Args:
@@ -21,7 +20,7 @@ class PKT(LossTerm):
         weight: the term's weight in the total loss.
     """
 
-    needs_teacher = True
+    repr_fields = ("eps",)
 
     def __init__(
         self,
@@ -30,15 +29,8 @@ class PKT(LossTerm):
         eps: float = 1e-7,
         weight: float = 1.0,
     ) -> None:
-        super().__init__(weight)
-        self.student_layers, self.teacher_layers = layer_pairs(student_layer, teacher_layer, "PKT")
+        super().__init__(student_layer, teacher_layer, weight)
         self.eps = float(eps)
 
-    def compute(self, outputs: StepOutputs) -> Tensor:
-        students = read_features(outputs.student_features, self.student_layers, "student", "PKT")
-        teachers = read_features(outputs.teacher_features, self.teacher_layers, "teacher", "PKT")
-        return sum(pkt_loss(s, t, self.eps) for s, t in zip(students, teachers))
-
-    def extra_repr(self) -> str:
-        layers = f"student_layer={list(self.student_layers)}, teacher_layer={list(self.teacher_layers)}"
-        return f"{layers}, weight={self.weight}"
+    def pair_loss(self, student: Tensor, teacher: Tensor) -> Tensor:
+        return pkt_loss(student, teacher, self.eps)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from torch import Tensor
 
 from distill.errors import DistillError
-from distill.losses.base import LossTerm, StepOutputs, require_teacher
 from distill.losses.functional import pseudo_label_loss
+from distill.losses.logit_term import LogitTerm
 
 
-class PseudoLabel(LossTerm):
+class PseudoLabel(LogitTerm):
     """Cross-entropy of the student on the teacher's arg-max class: hard labels made by the teacher.
 
     Needs no labels, so it is the task-like term for unlabelled data
@@ -22,25 +22,16 @@ class PseudoLabel(LossTerm):
         dim: the class dimension of the outputs.
     """
 
-    compares_outputs = True
+    repr_fields = ("threshold",)
 
     def __init__(self, threshold: float = 0.0, weight: float = 1.0, dim: int = -1) -> None:
-        super().__init__(weight)
         if not 0.0 <= float(threshold) < 1.0:
             raise DistillError(
                 f"PseudoLabel: threshold must be in [0, 1), got {threshold}; "
                 "0 keeps every sample, 0.9 only those the teacher is sure of"
             )
+        super().__init__(weight, dim)
         self.threshold = float(threshold)
-        self.dim = dim
 
-    def compute(self, outputs: StepOutputs) -> Tensor:
-        teacher = require_teacher(outputs, "PseudoLabel")
-        return pseudo_label_loss(outputs.student, teacher, self.threshold, dim=self.dim)
-
-    def per_sample(self, outputs: StepOutputs) -> Tensor:
-        teacher = require_teacher(outputs, "PseudoLabel")
-        return pseudo_label_loss(outputs.student, teacher, self.threshold, dim=self.dim, reduction="none")
-
-    def extra_repr(self) -> str:
-        return f"threshold={self.threshold}, weight={self.weight}"
+    def loss(self, student: Tensor, teacher: Tensor, reduction: str) -> Tensor:
+        return pseudo_label_loss(student, teacher, self.threshold, dim=self.dim, reduction=reduction)

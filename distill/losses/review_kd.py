@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distill.errors import DistillError
-from distill.features import layer_pairs
-from distill.losses._maps import feature_maps, require_built
-from distill.losses.base import LossTerm, StepOutputs
+from distill.losses._maps import require_built
+from distill.losses.base import StepOutputs
+from distill.losses.feature_term import FeatureTerm
 from distill.losses.functional import hcl_loss
 
 
@@ -49,7 +49,7 @@ class ABF(nn.Module):
         return self.conv2(x), x
 
 
-class ReviewKD(LossTerm):
+class ReviewKD(FeatureTerm):
     """Knowledge review: each teacher level is matched by a fusion of the student's same and deeper levels.
 
     Give the levels from shallow to deep (e.g. ``layer1`` … ``layer4``,
@@ -75,6 +75,8 @@ class ReviewKD(LossTerm):
         weight: the term's weight in the total loss (1.0).
     """
 
+    feature_form = "maps"
+    repr_fields = ("mid_channels",)
     needs_build = True
 
     def __init__(
@@ -84,16 +86,14 @@ class ReviewKD(LossTerm):
         mid_channels: int | None = None,
         weight: float = 1.0,
     ) -> None:
-        super().__init__(weight)
-        self.student_layers, self.teacher_layers = layer_pairs(student_layer, teacher_layer, "ReviewKD")
+        super().__init__(student_layer, teacher_layer, weight)
         if mid_channels is not None and (isinstance(mid_channels, bool) or int(mid_channels) != mid_channels or mid_channels < 1):
             raise DistillError(f"ReviewKD: mid_channels must be a whole number >= 1 or null, got {mid_channels!r}")
         self.mid_channels = None if mid_channels is None else int(mid_channels)
         self.abfs = nn.ModuleList()
 
     def build(self, outputs: StepOutputs) -> None:
-        students = feature_maps(outputs.student_features, self.student_layers, "student", "ReviewKD")
-        teachers = feature_maps(outputs.teacher_features, self.teacher_layers, "teacher", "ReviewKD")
+        students, teachers = self.features(outputs)
         mid = self.mid_channels or min(512, students[-1].shape[1])
         last = len(students) - 1
         self.abfs = nn.ModuleList(
@@ -103,16 +103,9 @@ class ReviewKD(LossTerm):
 
     def compute(self, outputs: StepOutputs) -> Tensor:
         require_built(len(self.abfs) == len(self.student_layers), "ReviewKD")
-        students = feature_maps(outputs.student_features, self.student_layers, "student", "ReviewKD")
-        teachers = feature_maps(outputs.teacher_features, self.teacher_layers, "teacher", "ReviewKD")
+        students, teachers = self.features(outputs)
         fused: list[Tensor] = [students[0]] * len(students)
         residual = None
         for i in reversed(range(len(students))):  # from the deepest level up
             fused[i], residual = self.abfs[i](students[i], residual, teachers[i].shape[2:])
         return hcl_loss(fused, teachers)
-
-    def extra_repr(self) -> str:
-        return (
-            f"student_layer={list(self.student_layers)}, teacher_layer={list(self.teacher_layers)}, "
-            f"mid_channels={self.mid_channels}, weight={self.weight}"
-        )

@@ -6,12 +6,11 @@ from collections.abc import Iterable
 
 from torch import Tensor
 
-from distill.features import layer_pairs, read_features
-from distill.losses.base import LossTerm, StepOutputs
+from distill.losses.feature_term import FeatureTerm
 from distill.losses.functional import rkd_loss
 
 
-class RKD(LossTerm):
+class RKD(FeatureTerm):
     """Match the distances and angles between the student's embeddings to the teacher's.
 
     Usually on the penultimate embedding (e.g. layer ``avgpool`` of torchvision ResNets).
@@ -24,7 +23,7 @@ class RKD(LossTerm):
         weight: the term's weight in the total loss.
     """
 
-    needs_teacher = True
+    repr_fields = ("distance_weight", "angle_weight")
 
     def __init__(
         self,
@@ -34,20 +33,9 @@ class RKD(LossTerm):
         angle_weight: float = 50.0,
         weight: float = 1.0,
     ) -> None:
-        super().__init__(weight)
-        self.student_layers, self.teacher_layers = layer_pairs(student_layer, teacher_layer, "RKD")
+        super().__init__(student_layer, teacher_layer, weight)
         self.distance_weight = float(distance_weight)
         self.angle_weight = float(angle_weight)
 
-    def compute(self, outputs: StepOutputs) -> Tensor:
-        students = read_features(outputs.student_features, self.student_layers, "student", "RKD")
-        teachers = read_features(outputs.teacher_features, self.teacher_layers, "teacher", "RKD")
-        return sum(
-            rkd_loss(s, t, self.distance_weight, self.angle_weight) for s, t in zip(students, teachers)
-        )
-
-    def extra_repr(self) -> str:
-        return (
-            f"student_layer={list(self.student_layers)}, teacher_layer={list(self.teacher_layers)}, "
-            f"distance_weight={self.distance_weight}, angle_weight={self.angle_weight}, weight={self.weight}"
-        )
+    def pair_loss(self, student: Tensor, teacher: Tensor) -> Tensor:
+        return rkd_loss(student, teacher, self.distance_weight, self.angle_weight)

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distill.errors import DistillError
-from distill.features import layer_pairs
-from distill.losses._maps import feature_maps, require_built
-from distill.losses.base import LossTerm, StepOutputs
+from distill.losses._maps import require_built
+from distill.losses.base import StepOutputs
+from distill.losses.feature_term import FeatureTerm
 from distill.losses.functional import vid_loss
 from distill.losses.functional.relations import pool_to_smaller
 
@@ -27,7 +27,7 @@ def _regressor(in_channels: int, hidden: int, out_channels: int) -> nn.Sequentia
     )
 
 
-class VID(LossTerm):
+class VID(FeatureTerm):
     """Maximise a variational lower bound on the mutual information of student and teacher features.
 
     For each layer pair the teacher's map is modelled as a Gaussian whose mean
@@ -48,6 +48,8 @@ class VID(LossTerm):
         weight: the term's weight in the total loss (1.0).
     """
 
+    feature_form = "maps"
+    repr_fields = ("init_variance", "eps")
     needs_build = True
 
     def __init__(
@@ -59,8 +61,7 @@ class VID(LossTerm):
         hidden_channels: int | None = None,
         weight: float = 1.0,
     ) -> None:
-        super().__init__(weight)
-        self.student_layers, self.teacher_layers = layer_pairs(student_layer, teacher_layer, "VID")
+        super().__init__(student_layer, teacher_layer, weight)
         self.init_variance, self.eps = float(init_variance), float(eps)
         if not (math.isfinite(self.eps) and self.eps > 0 and math.isfinite(self.init_variance) and self.init_variance > self.eps):
             raise DistillError(
@@ -74,8 +75,7 @@ class VID(LossTerm):
         self.log_scales = nn.ParameterList()
 
     def build(self, outputs: StepOutputs) -> None:
-        students = feature_maps(outputs.student_features, self.student_layers, "student", "VID")
-        teachers = feature_maps(outputs.teacher_features, self.teacher_layers, "teacher", "VID")
+        students, teachers = self.features(outputs)
         start = math.log(math.expm1(self.init_variance - self.eps))  # softplus(start) + eps = init_variance
         self.regressors = nn.ModuleList(
             _regressor(s.shape[1], self.hidden_channels or t.shape[1], t.shape[1]).to(s.device)
@@ -91,16 +91,9 @@ class VID(LossTerm):
 
     def compute(self, outputs: StepOutputs) -> Tensor:
         require_built(len(self.regressors) == len(self.student_layers), "VID")
-        students = feature_maps(outputs.student_features, self.student_layers, "student", "VID")
-        teachers = feature_maps(outputs.teacher_features, self.teacher_layers, "teacher", "VID")
+        students, teachers = self.features(outputs)
         total = 0.0
         for regressor, variance, s, t in zip(self.regressors, self.variances(), students, teachers):
             s, t = pool_to_smaller(s, t)
             total = total + vid_loss(regressor(s), t, variance)
         return total
-
-    def extra_repr(self) -> str:
-        return (
-            f"student_layer={list(self.student_layers)}, teacher_layer={list(self.teacher_layers)}, "
-            f"init_variance={self.init_variance}, eps={self.eps}, weight={self.weight}"
-        )

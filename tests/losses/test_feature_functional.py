@@ -52,17 +52,19 @@ def test_hint_loss_shape_mismatch_names_both_shapes():
 
 
 def numpy_attention(feature: np.ndarray, p: float, block: int) -> np.ndarray:
-    """Mean over channels of |f|^p, averaged over block x block squares, flattened and L2-normalised."""
-    amap = (np.abs(feature) ** p).mean(axis=1)
-    b, h, w = amap.shape
-    amap = amap.reshape(b, h // block, block, w // block, block).mean(axis=(2, 4)).reshape(b, -1)
+    """Features averaged over block x block squares first, then the mean over channels of |f|^p, L2-normalised."""
+    b, c, h, w = feature.shape
+    pooled = feature.reshape(b, c, h // block, block, w // block, block).mean(axis=(3, 5))
+    amap = (np.abs(pooled) ** p).mean(axis=1).reshape(b, -1)
     return amap / np.linalg.norm(amap, axis=1, keepdims=True)
 
 
 @pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
-def test_attention_transfer_matches_numpy_with_different_channels_and_sizes(p):
+def test_attention_transfer_pools_the_features_first_with_different_channels_and_sizes(p):
+    # the reference code (the authors', RepDistiller, mdistiller) pools the larger *features* to the
+    # smaller size and then forms the attention maps
     torch.manual_seed(1)
-    student = torch.randn(2, 3, 8, 8)  # larger map: pooled 2x2 -> 4x4
+    student = torch.randn(2, 3, 8, 8)  # larger features: pooled 2x2 -> 4x4
     teacher = torch.randn(2, 7, 4, 4)
     a_s, a_t = numpy_attention(as_np(student), p, 2), numpy_attention(as_np(teacher), p, 1)
     expected = np.mean((a_s - a_t) ** 2)
@@ -71,6 +73,19 @@ def test_attention_transfer_matches_numpy_with_different_channels_and_sizes(p):
     a_t2 = numpy_attention(as_np(student), p, 2)
     a_s2 = numpy_attention(as_np(teacher), p, 1)
     assert attention_transfer_loss(teacher, student, p=p).item() == pytest.approx(np.mean((a_s2 - a_t2) ** 2), rel=1e-5)
+
+
+def test_attention_transfer_pooling_the_features_differs_from_pooling_the_maps():
+    # the two orders give different values (the issue measured 0.0111 vs 0.0268): the loss must take the first
+    torch.manual_seed(1)
+    student, teacher = torch.randn(2, 3, 8, 8), torch.randn(2, 7, 4, 4)
+    maps_first = np.abs(as_np(student)) ** 2
+    maps_first = maps_first.mean(axis=1).reshape(2, 4, 2, 4, 2).mean(axis=(2, 4)).reshape(2, -1)
+    maps_first /= np.linalg.norm(maps_first, axis=1, keepdims=True)
+    pooled_maps = np.mean((maps_first - numpy_attention(as_np(teacher), 2.0, 1)) ** 2)
+    features_first = np.mean((numpy_attention(as_np(student), 2.0, 2) - numpy_attention(as_np(teacher), 2.0, 1)) ** 2)
+    assert abs(pooled_maps - features_first) > 1e-3 * features_first
+    assert attention_transfer_loss(student, teacher).item() == pytest.approx(features_first, rel=1e-5)
 
 
 def test_attention_transfer_by_hand():

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from distill.losses.functional._common import _check_same_shape
+from distill.losses.functional.relations import pool_to_smaller
 
 
 def _check_same_batch(student: Tensor, teacher: Tensor, fn: str) -> None:
@@ -72,9 +73,11 @@ def attention_transfer_loss(student_feature: Tensor, teacher_feature: Tensor, p:
         \mathrm{mean}\big((a(s) - a(t))^2\big)
 
     averaged over the batch and the :math:`H \times W` positions. Channel
-    counts may differ. If the spatial sizes differ, both maps
-    :math:`\tfrac{1}{C}\sum_c |f_c|^p` are adaptive-average-pooled to the
-    smaller height and the smaller width before they are normalised.
+    counts may differ. If the spatial sizes differ, the larger *features* are
+    adaptive-average-pooled to the smaller height and width first and the maps
+    are formed from the pooled features, as the authors' code and RepDistiller /
+    mdistiller do (pooling the maps instead gives other values, since
+    :math:`|\cdot|^p` and the average do not commute).
 
     Args:
         student_feature: student activations ``[B, C_s, H_s, W_s]``.
@@ -89,11 +92,8 @@ def attention_transfer_loss(student_feature: Tensor, teacher_feature: Tensor, p:
             f"and teacher {tuple(teacher_feature.shape)}"
         )
     p = _check_p(p, fn)
+    student_feature, teacher_feature = pool_to_smaller(student_feature.float(), teacher_feature.float())
     a_s, a_t = _attention_map(student_feature, p), _attention_map(teacher_feature, p)
-    if a_s.shape != a_t.shape:
-        size = (min(a_s.shape[1], a_t.shape[1]), min(a_s.shape[2], a_t.shape[2]))
-        a_s = F.adaptive_avg_pool2d(a_s.unsqueeze(1), size).squeeze(1)
-        a_t = F.adaptive_avg_pool2d(a_t.unsqueeze(1), size).squeeze(1)
     a_s = F.normalize(a_s.reshape(a_s.shape[0], -1), dim=1)
     a_t = F.normalize(a_t.reshape(a_t.shape[0], -1), dim=1)
     return (a_s - a_t).pow(2).mean()
