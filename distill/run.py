@@ -96,6 +96,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log_grad_norms=bool(cfg.get("log_grad_norms", False)),
         teacher_outputs=teacher_outputs,
         teacher_dtype=cfg.teacher.get("dtype"),
+        batch_augment=instantiate(cfg.augment).for_classes(num_classes) if cfg.get("augment") else None,
     )
     resume_from = _resume_from(cfg, run_dir, module)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
