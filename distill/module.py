@@ -17,6 +17,7 @@ from distill.features import FeatureCapture
 from distill.losses.base import LossTerm, StepOutputs
 from distill.models.casting import CastInputs
 from distill.models.fingerprint import weights_sha256
+from distill.partial_labels import IGNORE_INDEX, outputs_for_term
 from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
 from distill.rng import rng_states, set_rng_states
 from distill.teachers.ensemble import TeacherEnsemble
@@ -51,6 +52,9 @@ class DistillationModule(L.LightningModule):
         teacher_dtype: keep the teacher's weights in this dtype (``torch.bfloat16`` or
             ``torch.float16``) to halve its memory; its inputs are cast to it and its
             outputs back to float32.
+        batch_augment: a :class:`~distill.augment.BatchAugment` applied to each training batch
+            before either model runs, so the teacher's targets are computed on the student's exact
+            view (mixup, cutmix, crops; see :mod:`distill.augment`).
     """
 
     def __init__(
@@ -65,8 +69,15 @@ class DistillationModule(L.LightningModule):
         log_grad_norms: bool = False,
         teacher_outputs: TeacherOutputCache | None = None,
         teacher_dtype: torch.dtype | str | None = None,
+        batch_augment: Callable[[Any], Any] | None = None,
     ) -> None:
         super().__init__()
+        if batch_augment is not None and teacher_outputs is not None:
+            raise DistillError(
+                "teacher.cache=true reads the teacher's outputs on the un-augmented training inputs, but "
+                "batch augmentation gives both models new views every step; set teacher.cache=false or augment=null"
+            )
+        self.batch_augment = batch_augment
         if isinstance(teacher, (Mapping, list, tuple)):
             teacher = TeacherEnsemble(teacher)
         self.teacher_dtype = _dtype(teacher_dtype)
@@ -192,6 +203,8 @@ class DistillationModule(L.LightningModule):
             )
         labels = outputs.labels
         if labels is not None and not labels.is_floating_point() and student.dim() >= 2:
+            labels = labels[labels != IGNORE_INDEX]  # samples without a label (partly-labelled data)
+        if labels is not None and labels.numel() and not labels.is_floating_point() and student.dim() >= 2:
             num_classes = student.shape[self.class_dim]
             low, high = int(labels.min()), int(labels.max())
             if low < 0 or high >= num_classes:
@@ -233,7 +246,7 @@ class DistillationModule(L.LightningModule):
                 capture.remove()
 
     # -- loss ------------------------------------------------------------------
-    def _loss_terms(self, outputs: StepOutputs, skip_unlabeled: bool) -> dict[str, Tensor]:
+    def _loss_terms(self, outputs: StepOutputs, skip_unlabeled: bool, mixed_labels: bool = False) -> dict[str, Tensor]:
         values = {}
         for name, term in self.loss_terms.items():
             if term.needs_labels and outputs.labels is None:
@@ -243,8 +256,11 @@ class DistillationModule(L.LightningModule):
                     f"loss term '{name}' ({type(term).__name__}) needs labels, but the batch has none; "
                     f"remove it (e.g. ~loss.{name}) or give labelled data"
                 )
+            term_outputs = outputs_for_term(term, name, outputs, mixed_labels)  # partly-labelled, mixed
+            if term_outputs is None:
+                continue
             try:
-                values[name] = term(outputs)
+                values[name] = term(term_outputs)
             except DistillError:
                 raise
             except ValueError as error:  # the functional losses' input checks
@@ -257,8 +273,10 @@ class DistillationModule(L.LightningModule):
 
     # -- steps -------------------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        if self.batch_augment is not None:
+            batch = self.batch_augment(batch)
         outputs = self._run_models(batch, with_teacher=self.needs_teacher, from_cache=True)
-        values = self._loss_terms(outputs, skip_unlabeled=False)
+        values = self._loss_terms(outputs, skip_unlabeled=False, mixed_labels=_mixes_labels(self.batch_augment))
         total = self._total(values)
         if not torch.isfinite(total.detach()):
             bad = [n for n, v in values.items() if not torch.isfinite(v.detach())] or ["total"]
@@ -375,6 +393,10 @@ def _as_term_dict(loss: Mapping[str, LossTerm] | LossTerm) -> dict[str, LossTerm
     if not terms:
         raise DistillError("every loss term is switched off; keep at least one")
     return terms
+
+
+def _mixes_labels(augment: Any) -> bool:
+    return bool(getattr(augment, "mixes_labels", False))
 
 
 def _capture(model: nn.Module, layers: list[str], role: str) -> FeatureCapture | None:

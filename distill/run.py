@@ -90,6 +90,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log_grad_norms=bool(cfg.get("log_grad_norms", False)),
         teacher_outputs=teacher_outputs,
         teacher_dtype=cfg.teacher.get("dtype"),
+        batch_augment=instantiate(cfg.augment).for_classes(num_classes) if cfg.get("augment") else None,
     )
     _check_resumed_teacher(resume_from, module)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)

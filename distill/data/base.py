@@ -57,6 +57,9 @@ class ClassificationDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
     augment = False
     train_transform: Callable[[Any], Any] | None = None
     eval_transform: Callable[[Any], Any] | None = None
+    #: an optional pool of unlabelled training inputs and its share of each batch (distill.data.unlabeled)
+    unlabeled: Any = None
+    unlabeled_fraction: float | None = None
 
     def __init__(self, batch_size: int, num_workers: int, labels: bool, with_index: bool) -> None:
         super().__init__()
@@ -95,6 +98,12 @@ class ClassificationDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
         return {"data": self.name, **self.data_fingerprint()}
 
     def train_dataloader(self) -> DataLoader:
+        if self.unlabeled is not None:
+            from distill.data.unlabeled import partly_labeled_loader
+
+            self.prepare_data()
+            self.setup()
+            return partly_labeled_loader(self)
         return self._loader("train", self.train_transform, shuffle=True, with_index=self.with_index)
 
     def val_dataloader(self) -> DataLoader:

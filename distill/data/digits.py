@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from distill.data.base import ClassificationDataModule, check_int
 from distill.data.tensor_dataset import TensorClassificationDataset
+from distill.data.unlabeled import attach_pool
 from distill.errors import DistillError
 
 
@@ -33,6 +34,8 @@ class DigitsDataModule(ClassificationDataModule):
         labels: ``False`` drops the labels of the training split, for distillation
             without labels; validation and test keep theirs, to measure the result.
         with_index: also yield each sample's index within its split.
+        unlabeled, unlabeled_fraction: an optional pool of unlabelled training inputs and its
+            share of each batch (:mod:`distill.data.unlabeled`).
     """
 
     name = "digits"
@@ -49,8 +52,11 @@ class DigitsDataModule(ClassificationDataModule):
         split_seed: int = 0,
         labels: bool = True,
         with_index: bool = False,
+        unlabeled: Any = None,
+        unlabeled_fraction: float | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, labels, with_index)
+        attach_pool(self, unlabeled, unlabeled_fraction)
         self.image_size = check_int("image_size", image_size, 8)
         self.channels = check_int("channels", channels, 1)
         if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):

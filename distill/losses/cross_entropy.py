@@ -10,6 +10,7 @@ from torch import Tensor
 
 from distill.errors import DistillError
 from distill.losses.base import LossTerm, StepOutputs, require_labels
+from distill.partial_labels import IGNORE_INDEX
 
 
 class CrossEntropy(LossTerm):
@@ -19,18 +20,27 @@ class CrossEntropy(LossTerm):
         weight: the term's weight in the total loss.
         label_smoothing: as in :func:`torch.nn.functional.cross_entropy`, in [0, 1).
         class_weights: optional per-class weights (one number per class).
+        ignore_index: the label of samples without one (partly-labelled batches); they are left
+            out of the mean, and a batch with no labelled sample gives exactly 0.
+
+    Soft targets ``[N, C]`` (mixed labels of mixup/cutmix) work too: ``sum_c -t_c log p_c``,
+    which for ``t = lam * onehot(a) + (1 - lam) * onehot(b)`` is ``lam * CE(a) + (1 - lam) * CE(b)``;
+    a row of ``ignore_index`` marks an unlabelled sample.
     """
 
     needs_labels = True
     needs_teacher = False
+    accepts_soft_labels = True
 
     def __init__(
         self,
         weight: float = 1.0,
         label_smoothing: float = 0.0,
         class_weights: Sequence[float] | None = None,
+        ignore_index: int = IGNORE_INDEX,
     ) -> None:
         super().__init__(weight)
+        self.ignore_index = int(ignore_index)
         if not 0.0 <= float(label_smoothing) < 1.0:
             raise DistillError(
                 f"CrossEntropy: label_smoothing must be in [0, 1), got {label_smoothing}; "
@@ -56,6 +66,20 @@ class CrossEntropy(LossTerm):
                 f"CrossEntropy: class_weights has {self.class_weights.numel()} entries but the "
                 f"student predicts {logits.shape[1]} classes; give one weight per class"
             )
+        soft = labels.is_floating_point() and labels.dim() == logits.dim()
+        labeled = ~(labels == self.ignore_index).all(dim=1) if soft else labels != self.ignore_index
+        if not bool(labeled.all()):
+            if reduction == "none":
+                values = torch.zeros(len(logits), device=logits.device, dtype=logits.dtype)
+                if bool(labeled.any()):
+                    values[labeled] = self._cross_entropy_on(logits[labeled], labels[labeled], "none")
+                return values
+            if not bool(labeled.any()):
+                return logits.sum() * 0.0  # no labelled sample: exactly zero, still part of the graph
+            logits, labels = logits[labeled], labels[labeled]
+        return self._cross_entropy_on(logits, labels, reduction)
+
+    def _cross_entropy_on(self, logits: Tensor, labels: Tensor, reduction: str) -> Tensor:
         return F.cross_entropy(
             logits, labels, weight=self.class_weights, label_smoothing=self.label_smoothing, reduction=reduction
         )

@@ -49,3 +49,40 @@ def test_wrong_number_of_class_weights():
 def test_rejects_bad_label_smoothing():
     with pytest.raises(DistillError, match="label_smoothing"):
         CrossEntropy(label_smoothing=1.0)
+
+
+# -- partly-labelled and mixed-label batches (issue 12) ------------------------------------
+
+
+def test_ignored_labels_are_left_out_of_the_mean():
+    # two samples: label 1 on logits [0, ln 3] (-ln 3/4) and an unlabelled one that must not count
+    logits = torch.tensor([[0.0, math.log(3.0)], [5.0, -5.0]])
+    value = CrossEntropy().compute(StepOutputs(student=logits, labels=torch.tensor([1, -100])))
+    assert value.item() == pytest.approx(-math.log(0.75), rel=1e-6)
+
+
+def test_a_batch_without_any_label_gives_exactly_zero_and_a_gradient_of_zero():
+    logits = torch.randn(4, 3, requires_grad=True)
+    value = CrossEntropy().compute(StepOutputs(student=logits, labels=torch.full((4,), -100)))
+    assert value.item() == 0.0 and torch.isfinite(value)
+    value.backward()
+    assert torch.equal(logits.grad, torch.zeros(4, 3))
+
+
+def test_mixed_soft_targets_are_the_mix_of_the_two_cross_entropies():
+    # t = lam * onehot(0) + (1 - lam) * onehot(1): lam * CE(0) + (1 - lam) * CE(1), by hand
+    lam = 0.3
+    logits = torch.tensor([[0.0, math.log(3.0)]])
+    targets = torch.tensor([[lam, 1.0 - lam]])
+    expected = lam * -math.log(0.25) + (1 - lam) * -math.log(0.75)
+    value = CrossEntropy().compute(StepOutputs(student=logits, labels=targets))
+    assert value.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_soft_target_rows_of_minus_100_are_unlabelled():
+    logits = torch.tensor([[0.0, math.log(3.0)], [1.0, 2.0]])
+    targets = torch.tensor([[0.0, 1.0], [-100.0, -100.0]])
+    value = CrossEntropy().compute(StepOutputs(student=logits, labels=targets))
+    assert value.item() == pytest.approx(-math.log(0.75), rel=1e-6)
+    per_sample = CrossEntropy().per_sample(StepOutputs(student=logits, labels=targets))
+    assert per_sample.tolist() == pytest.approx([-math.log(0.75), 0.0], rel=1e-6)

@@ -1,0 +1,110 @@
+"""The module on partly-labelled and augmented batches: who sees which samples, checked by hand."""
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from distill import DistillationModule
+from distill.augment import BatchAugment, Mixup
+from distill.errors import DistillError
+from distill.losses import KD, CrossEntropy, LossTerm, StepOutputs
+from distill.partial_labels import outputs_for_term
+
+
+class Linear(nn.Module):
+    def __init__(self, seed):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.fc = nn.Linear(4, 3)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return self.fc(x)
+
+
+def kd_by_hand(student, teacher, t):
+    p_t = F.softmax(teacher / t, 1)
+    return (t * t * (p_t * (p_t.log() - F.log_softmax(student / t, 1))).sum(1)).mean()
+
+
+def module(**options):
+    student, teacher = Linear(0), Linear(1)
+    terms = {"kd": KD(temperature=2.0, weight=1.0), "ce": CrossEntropy(weight=1.0)}
+    return DistillationModule(student, teacher, terms, **options), student, teacher
+
+
+def test_kd_sees_every_sample_and_cross_entropy_only_the_labelled_ones():
+    m, student, teacher = module()
+    x, y = torch.randn(6, 4), torch.tensor([0, -100, 2, -100, 1, -100])
+    total = m.training_step((x, y), 0)
+    s, t = student.fc(x), teacher.fc(x)
+    labelled = y != -100
+    expected = kd_by_hand(s, t, 2.0) + F.cross_entropy(s[labelled], y[labelled])
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_a_batch_without_labels_trains_on_kd_alone_and_never_says_lower_the_learning_rate():
+    m, student, teacher = module()
+    x = torch.randn(5, 4)
+    total = m.training_step((x, torch.full((5,), -100)), 0)
+    assert torch.isfinite(total)
+    assert total.item() == pytest.approx(kd_by_hand(student.fc(x), teacher.fc(x), 2.0).item(), rel=1e-5)
+
+
+def test_label_terms_without_an_ignore_value_get_the_labelled_samples_only():
+    class Hard(LossTerm):  # a label term that knows nothing of -100
+        needs_labels = True
+
+        def compute(self, outputs):
+            return F.cross_entropy(outputs.student, outputs.labels)
+
+    term = Hard()
+    outputs = StepOutputs(student=torch.randn(4, 3), teacher=torch.randn(4, 3), labels=torch.tensor([1, -100, 0, -100]))
+    seen = outputs_for_term(term, "hard", outputs)
+    assert seen.labels.tolist() == [1, 0] and torch.equal(seen.student, outputs.student[[0, 2]])
+    none = StepOutputs(student=torch.randn(2, 3), labels=torch.tensor([-100, -100]))
+    assert outputs_for_term(term, "hard", none) is None  # sits the step out: contributes nothing
+
+
+def test_teacher_and_student_see_the_same_augmented_view_and_cross_entropy_the_mixed_labels():
+    m, student, teacher = module(batch_augment=Mixup(alpha=1.0, num_classes=3))
+    x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    torch.manual_seed(5)
+    lam = float(torch.distributions.Beta(1.0, 1.0).sample())
+    perm = torch.randperm(6)
+    torch.manual_seed(5)
+    total = m.training_step((x, y), 0)
+    view = lam * x + (1 - lam) * x[perm]
+    assert torch.allclose(student.seen[-1], view) and torch.allclose(teacher.seen[-1], view)
+    s, t = student.fc(view), teacher.fc(view)
+    ce = lam * F.cross_entropy(s, y, reduction="none") + (1 - lam) * F.cross_entropy(s, y[perm], reduction="none")
+    assert total.item() == pytest.approx((kd_by_hand(s, t, 2.0) + ce.mean()).item(), rel=1e-5)
+
+
+def test_label_terms_undefined_on_mixed_labels_are_skipped_with_a_message():
+    class HardOnly(CrossEntropy):
+        accepts_soft_labels = False
+
+    student, teacher = Linear(0), Linear(1)
+    m = DistillationModule(student, teacher, {"kd": KD(), "hard": HardOnly()}, batch_augment=Mixup(num_classes=3))
+    with pytest.warns(UserWarning, match="'hard'.*mixed labels"):
+        m.training_step((torch.randn(4, 4), torch.tensor([0, 1, 2, 0])), 0)
+
+
+def test_the_teacher_output_cache_and_batch_augmentation_are_refused_together():
+    class Cache:
+        pass
+
+    with pytest.raises(DistillError, match="teacher.cache=true.*augment=null"):
+        DistillationModule(Linear(0), Linear(1), KD(), teacher_outputs=Cache(), batch_augment=Mixup(num_classes=3))
+
+
+def test_labels_minus_100_pass_the_first_batch_label_check_and_a_real_bad_label_still_fails():
+    m, _, _ = module()
+    m._check_outputs(StepOutputs(student=torch.randn(2, 3), labels=torch.tensor([-100, 2])), None)
+    with pytest.raises(DistillError, match="labels range"):
+        m._check_outputs(StepOutputs(student=torch.randn(2, 3), labels=torch.tensor([-100, 3])), None)
