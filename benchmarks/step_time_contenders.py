@@ -1,7 +1,8 @@
 """The contenders of ``step_time.py``: the same KD training step, run by different machinery.
 
 Every contender trains ``student`` against a frozen ``teacher`` with
-``0.9 * KD(T=4) + 0.1 * CE`` and SGD (momentum 0.9) on the same synthetic
+``0.9 * KD(T=4) + 0.1 * CE`` and the same optimizer (SGD with momentum 0.9 for the
+torchvision pair, Adam for the small pair of ``small_pair.py``) on the same synthetic
 data, in the same order, one epoch of ``warmup + steps`` batches. Each one
 calls :meth:`StepClock.tick` once per step, right after the optimizer step,
 so a timed interval holds everything one step costs: fetching the batch from
@@ -28,6 +29,8 @@ import torchvision
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
+from small_pair import SIGNAL_LENGTH, SMALL_MODELS
+
 KD_WEIGHT = 0.9
 CE_WEIGHT = 0.1
 TEMPERATURE = 4.0
@@ -50,6 +53,14 @@ class Settings:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    optimizer: str = "sgd"  # or "adam" (lr, no momentum, weight_decay)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's shape: a 40-long signal for the small pair, else a 3-channel image."""
+        if self.teacher in SMALL_MODELS or self.student in SMALL_MODELS:
+            return (SIGNAL_LENGTH,)
+        return (3, self.image_size, self.image_size)
 
     @property
     def num_samples(self) -> int:
@@ -114,21 +125,28 @@ def _peak_rss_mb() -> float:
 def make_data(settings: Settings) -> tuple[Tensor, Tensor]:
     """Random images and labels, the same for every contender."""
     generator = torch.Generator().manual_seed(settings.seed)
-    size = settings.image_size
-    x = torch.randn(settings.num_samples, 3, size, size, generator=generator)
+    x = torch.randn(settings.num_samples, *settings.input_shape, generator=generator)
     y = torch.randint(0, settings.num_classes, (settings.num_samples,), generator=generator)
     return x, y
 
 
 def make_models(settings: Settings) -> tuple[nn.Module, nn.Module]:
-    """``(teacher, student)``: torchvision models with random weights, seeded."""
+    """``(teacher, student)``: the small pair's or torchvision's models with random weights, seeded."""
     torch.manual_seed(settings.seed)
-    teacher = torchvision.models.get_model(settings.teacher, num_classes=settings.num_classes)
-    student = torchvision.models.get_model(settings.student, num_classes=settings.num_classes)
-    return teacher, student
+    return make_model(settings.teacher, settings.num_classes), make_model(settings.student, settings.num_classes)
+
+
+def make_model(name: str, num_classes: int) -> nn.Module:
+    if name in SMALL_MODELS:
+        return SMALL_MODELS[name](num_classes)
+    return torchvision.models.get_model(name, num_classes=num_classes)
 
 
 def make_optimizer(settings: Settings) -> functools.partial:
+    if settings.optimizer == "adam":
+        return functools.partial(torch.optim.Adam, lr=settings.lr, weight_decay=settings.weight_decay)
+    if settings.optimizer != "sgd":
+        raise ValueError(f"unknown optimizer {settings.optimizer!r}; choose sgd or adam")
     return functools.partial(
         torch.optim.SGD, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
     )
@@ -241,13 +259,7 @@ def run_distill(
     **_: Any,
 ) -> dict[str, Any]:
     """DistillationModule under the Lightning Trainer, set up as the default run config sets it up."""
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
-
     from distill import DistillationModule
-    from distill.callbacks import CheckpointOnPreemption
-    from distill.checkpoint_io import AtomicCheckpointIO
     from distill.data import TensorClassificationDataset
     from distill.losses import KD, CrossEntropy
 
@@ -267,9 +279,27 @@ def run_distill(
     )
     x, y = make_data(settings)
     train = train_loader(settings, TensorClassificationDataset(x, y, with_index=cached))
-    # one validation batch, so that the best-checkpoint callback has its metric as in a real run
-    val_x = torch.randn(settings.batch_size, *x.shape[1:], generator=torch.Generator().manual_seed(settings.seed + 2))
-    val = DataLoader(TensorClassificationDataset(val_x, y[: settings.batch_size]), batch_size=settings.batch_size)
+    return fit_timed(module, train, settings, clock, name, precision)
+
+
+def validation_loader(settings: Settings) -> DataLoader:
+    """One validation batch, so that the best-checkpoint callback has its metric as in a real run."""
+    generator = torch.Generator().manual_seed(settings.seed + 2)
+    x = torch.randn(settings.batch_size, *settings.input_shape, generator=generator)
+    y = torch.randint(0, settings.num_classes, (settings.batch_size,), generator=generator)
+    return DataLoader(TensorDataset(x, y), batch_size=settings.batch_size)
+
+
+def fit_timed(
+    module: Any, train: DataLoader, settings: Settings, clock: StepClock, name: str, precision: str = "32-true"
+) -> dict[str, Any]:
+    """``trainer.fit`` for one epoch under the default run config's Trainer, ticking ``clock`` per step."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from distill.callbacks import CheckpointOnPreemption
+    from distill.checkpoint_io import AtomicCheckpointIO
 
     class Clock(L.Callback):
         def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -302,13 +332,45 @@ def run_distill(
                 CheckpointOnPreemption(checkpoints),
             ],
         )
-        trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=validation_loader(settings))
         finished = time.perf_counter()
         saved = sorted(p.name for p in checkpoints.glob("*.ckpt"))
     result = clock.result(name, settings, finished)
     result["checkpoints"] = saved
     result["progress_bar"] = type(trainer.progress_bar_callback).__name__
     return result
+
+
+# -- a minimal LightningModule --------------------------------------------------------
+def run_minimal_lightning(settings: Settings, clock: StepClock, **_: Any) -> dict[str, Any]:
+    """Lightning's floor: the hand loop's math in the smallest LightningModule, under distill's Trainer."""
+    import lightning as L
+
+    class MinimalKD(L.LightningModule):
+        def __init__(self, student: nn.Module, teacher: nn.Module) -> None:
+            super().__init__()
+            self.student = student
+            self.__dict__["teacher"] = teacher.eval().requires_grad_(False)  # out of the optimizer and checkpoint
+
+        def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+            x, y = batch
+            with torch.inference_mode():
+                teacher_logits = self.teacher(x)
+            loss = hand_loss(self.student(x), teacher_logits.clone(), y)
+            self.log("train/loss", loss, prog_bar=True)
+            return loss
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            x, y = batch
+            self.log("val/acc", (self.student(x).argmax(1) == y).float().mean(), prog_bar=True)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return make_optimizer(settings)(self.student.parameters())
+
+    _setup(settings)
+    teacher, student = make_models(settings)
+    train = train_loader(settings, TensorDataset(*make_data(settings)))
+    return fit_timed(MinimalKD(student, teacher), train, settings, clock, "minimal_lightning")
 
 
 # -- torchdistill --------------------------------------------------------------------
@@ -333,8 +395,8 @@ def run_torchdistill(settings: Settings, clock: StepClock, **_: Any) -> dict[str
         "teacher": {"forward_proc": "forward_batch_only", "requires_grad": False},
         "student": {"forward_proc": "forward_batch_only"},
         "optimizer": {
-            "key": "SGD",
-            "kwargs": {"lr": settings.lr, "momentum": settings.momentum, "weight_decay": settings.weight_decay},
+            "key": "Adam" if settings.optimizer == "adam" else "SGD",
+            "kwargs": make_optimizer(settings).keywords,
         },
         "criterion": {
             "key": "WeightedSumLoss",
@@ -381,12 +443,13 @@ CONTENDERS = {
     "distill": run_distill,
     "distill_cached": functools.partial(run_distill, cached=True, name="distill_cached"),
     "torchdistill": run_torchdistill,
+    "minimal_lightning": run_minimal_lightning,
     # measured with --extras: the speed options of the run config
     "distill_channels_last": functools.partial(run_distill, channels_last=True, name="distill_channels_last"),
     "distill_compile": functools.partial(run_distill, compile=True, name="distill_compile"),
     "distill_bf16": functools.partial(run_distill, precision="bf16-mixed", name="distill_bf16"),
 }
-MAIN = ["hand", "student_only", "distill", "distill_cached", "torchdistill"]
+MAIN = ["hand", "student_only", "distill", "distill_cached", "torchdistill", "minimal_lightning"]
 EXTRAS = ["distill_channels_last", "distill_compile", "distill_bf16"]
 NEEDS_CACHE = {"student_only", "distill_cached"}
 
