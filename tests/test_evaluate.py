@@ -230,3 +230,42 @@ def test_a_run_with_several_teachers_is_evaluated_against_its_ensemble(tmp_path,
     # the teacher rebuilt from the run's config is the run's ensemble: the same agreement as the run's report
     student_row = next(r for r in report["rows"] if r["role"] == "student")
     assert written["model"]["agreement"] == pytest.approx(student_row["agreement"])
+
+
+def _same_row_numbers(row, expected):
+    for key in ("accuracy", "top5_accuracy", "agreement", "ece", "nll", "parameters", "size_mb"):
+        if expected[key] is None:
+            assert row[key] is None, key
+        else:
+            assert row[key] == pytest.approx(expected[key]), key
+
+
+@pytest.fixture(scope="module")
+def binary_heads_run(tmp_path_factory):
+    """A tiny ``experiment=binary_heads`` run: four one-output teachers as one, a four-head student, yes/no targets."""
+    root = tmp_path_factory.mktemp("binary-heads-run")
+    members = [f"teacher.members.{m}.name=resnet8" for m in ("one_vs_zero", "two_vs_zero", "three_vs_zero", "four_vs_zero")]
+    made = subprocess.run(
+        [sys.executable, "-m", "distill.run", "experiment=binary_heads", "student=resnet8", *members,
+         "data.image_size=8", "trainer.max_epochs=1", "teacher.train.epochs=1", "+trainer.limit_train_batches=2",
+         "+trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", f"hydra.run.dir={root / 'run'}"],
+        cwd=root, env={**os.environ, "DISTILL_CACHE_DIR": str(root / "cache")}, capture_output=True, text=True,
+        timeout=600, check=False,
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    return SimpleNamespace(dir=root / "run", cache=root / "cache", report=json.loads((root / "run" / "report.json").read_text()))
+
+
+def test_evaluate_agrees_with_the_runs_own_report_on_a_normal_and_a_yes_no_heads_run(tiny_run, binary_heads_run, tmp_path):
+    for name, run in (("normal", tiny_run), ("binary_heads", binary_heads_run)):
+        result = run_cli(f"checkpoint={run.dir / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={tmp_path / name}",
+                         cwd=tmp_path, cache=run.cache)
+        assert result.returncode == 0, (name, result.stderr[-3000:])
+        written = json.loads((tmp_path / name / "evaluation.json").read_text())
+        for role in ("teacher", "student"):
+            expected = next(r for r in run.report["rows"] if r["role"] == role)
+            _same_row_numbers(next(r for r in written["rows"] if r["role"] == role), expected)
+    heads = {r["role"]: r for r in binary_heads_run.report["rows"]}
+    # yes/no targets: no single-label numbers, and agreement is the share of equal decisions
+    assert heads["student"]["accuracy"] is None and heads["teacher"]["accuracy"] is None
+    assert 0.0 <= heads["student"]["agreement"] <= 1.0
