@@ -29,15 +29,15 @@ from distill.cli.error_policy import command_entry, guarded
 from distill.cli.overrides import check_group_overrides, check_output_dir
 from distill.cli.teachers import (
     baseline_from_config,
-    builder_options,
     check_teacher_names,
+    model_spec,
     teacher_from_config,
     teacher_outputs_from_config,
 )
 from distill.cli.training import check_labels_for, loss_terms, make_callbacks, make_logger, make_trainer
 from distill.errors import DistillError
 from distill.io import atomic_torch_save
-from distill.models import build_model, check_model_name, weights_sha256
+from distill.models import check_model_name, weights_sha256
 from distill.models.checkpoint import read_checkpoint
 from distill.models.torchvision_models import torchvision_model_names
 from distill.module import DistillationModule
@@ -74,7 +74,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     teacher_outputs = teacher_outputs_from_config(cfg, datamodule, teacher.model, loss) if cfg.teacher.get("cache") else None
     # seed again so the student starts the same whether the teacher was trained now or loaded
     L.seed_everything(cfg.seed, workers=True)
-    student = build_model(cfg.student.name, datamodule.num_classes, **builder_options(cfg.student))
+    student = model_spec(cfg.student).build(datamodule.num_classes)
     if cfg.get("channels_last"):
         for model in (student, teacher.model):
             model.to(memory_format=torch.channels_last)
@@ -116,11 +116,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     _log_test_metrics(trainer, report)
     summary = run_summary(
         report,
-        teacher={
+        {
             "name": cfg.teacher.name, "source": teacher.source, "origin": teacher.origin,
             "sha256": hashes["teacher_sha256_before"], "sha256_after": hashes["teacher_sha256_after"],
         },
-        student={
+        {
             "name": cfg.student.name, "checkpoint": best or None, "best_val_accuracy": _best_score(trainer),
             "weights": str(weights_path),
         },

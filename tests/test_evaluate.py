@@ -17,9 +17,6 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from distill.errors import DistillError
-from distill.cli.overrides import check_checkpoint_command as check_command_line
-from distill.cli.overrides import command_line_keys
-from distill.cli.saved_run import data_config, find_run_config, load_run_config
 from distill.evaluate import evaluate_saved
 from distill.losses import StepOutputs
 from distill.models import build_model, load_weights
@@ -164,26 +161,6 @@ def test_a_student_outside_a_run_needs_its_teacher(tiny_run, tmp_path):
         job(f"checkpoint={loose}", "model=mobilenet_v3_small", "data.image_size=8", out_dir=tmp_path)
 
 
-def test_the_run_config_is_found_next_to_its_files_and_its_data_taken_with_overrides(tiny_run, tmp_path):
-    config = tiny_run.dir / ".hydra" / "config.yaml"
-    assert find_run_config(tiny_run.best) == config.resolve()
-    assert find_run_config(tiny_run.dir / "student.pt") == config.resolve()
-    assert find_run_config(tmp_path / "student.pt") is None
-    run_cfg = load_run_config(config)
-
-    def composed(*overrides):
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose("evaluate", overrides=["checkpoint=x", *overrides])
-        return data_config(cfg, run_cfg, command_line_keys(overrides))
-
-    assert (composed().image_size, composed().batch_size) == (8, 64)  # the run's
-    assert (composed("data.batch_size=100").image_size, composed("data.batch_size=100").batch_size) == (8, 100)
-    assert composed("data=digits").image_size == 32  # the group chosen again: its defaults
-    (tmp_path / "config.yaml").write_text("a: 1\n")
-    with pytest.raises(DistillError, match="is not the config of a distill run"):
-        load_run_config(tmp_path / "config.yaml")
-
-
 @pytest.mark.filterwarnings("ignore:The number of training batches")
 def test_train_teacher_trains_the_runs_teacher_again_when_the_cache_lacks_it(tiny_run, tmp_path):
     result = job(f"checkpoint={tiny_run.best}", "train_teacher=true", f"cache_dir={tmp_path / 'cache'}",
@@ -192,18 +169,6 @@ def test_train_teacher_trains_the_runs_teacher_again_when_the_cache_lacks_it(tin
     assert trained.name == tiny_run.teacher.name  # the run's settings: the same cache key
     assert result["meta"]["teacher_source"].startswith("teacher trained by distill")
     assert result["model"]["agreement"] is not None
-
-
-def test_the_command_line_is_checked_before_hydra_starts():
-    with pytest.raises(DistillError, match="give the file to read: python -m distill.evaluate checkpoint="):
-        check_command_line(["per_sample=true"], "distill.evaluate")
-    with pytest.raises(DistillError, match=r"unknown data 'cifar' \(did you mean cifar10, cifar100\?\); available: cifar10, cifar100, "):
-        check_command_line(["checkpoint=x", "data=cifar"], "distill.evaluate")
-    check_command_line(["checkpoint=x", "data=digits"], "distill.evaluate")
-    check_command_line(["--cfg", "job"], "distill.evaluate")
-    assert command_line_keys(["data.batch_size=8", "~data.labels", "+x.y=1"]) == {
-        "data.batch_size": False, "data.labels": True, "x.y": False,
-    }
 
 
 def test_a_run_with_several_teachers_is_evaluated_against_its_ensemble(tmp_path, tiny_overrides):
@@ -230,3 +195,42 @@ def test_a_run_with_several_teachers_is_evaluated_against_its_ensemble(tmp_path,
     # the teacher rebuilt from the run's config is the run's ensemble: the same agreement as the run's report
     student_row = next(r for r in report["rows"] if r["role"] == "student")
     assert written["model"]["agreement"] == pytest.approx(student_row["agreement"])
+
+
+def _same_row_numbers(row, expected):
+    for key in ("accuracy", "top5_accuracy", "agreement", "ece", "nll", "parameters", "size_mb"):
+        if expected[key] is None:
+            assert row[key] is None, key
+        else:
+            assert row[key] == pytest.approx(expected[key]), key
+
+
+@pytest.fixture(scope="module")
+def binary_heads_run(tmp_path_factory):
+    """A tiny ``experiment=binary_heads`` run: four one-output teachers as one, a four-head student, yes/no targets."""
+    root = tmp_path_factory.mktemp("binary-heads-run")
+    members = [f"teacher.members.{m}.name=resnet8" for m in ("one_vs_zero", "two_vs_zero", "three_vs_zero", "four_vs_zero")]
+    made = subprocess.run(
+        [sys.executable, "-m", "distill.run", "experiment=binary_heads", "student=resnet8", *members,
+         "data.image_size=8", "trainer.max_epochs=1", "teacher.train.epochs=1", "+trainer.limit_train_batches=2",
+         "+trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", f"hydra.run.dir={root / 'run'}"],
+        cwd=root, env={**os.environ, "DISTILL_CACHE_DIR": str(root / "cache")}, capture_output=True, text=True,
+        timeout=600, check=False,
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    return SimpleNamespace(dir=root / "run", cache=root / "cache", report=json.loads((root / "run" / "report.json").read_text()))
+
+
+def test_evaluate_agrees_with_the_runs_own_report_on_a_normal_and_a_yes_no_heads_run(tiny_run, binary_heads_run, tmp_path):
+    for name, run in (("normal", tiny_run), ("binary_heads", binary_heads_run)):
+        result = run_cli(f"checkpoint={run.dir / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={tmp_path / name}",
+                         cwd=tmp_path, cache=run.cache)
+        assert result.returncode == 0, (name, result.stderr[-3000:])
+        written = json.loads((tmp_path / name / "evaluation.json").read_text())
+        for role in ("teacher", "student"):
+            expected = next(r for r in run.report["rows"] if r["role"] == role)
+            _same_row_numbers(next(r for r in written["rows"] if r["role"] == role), expected)
+    heads = {r["role"]: r for r in binary_heads_run.report["rows"]}
+    # yes/no targets: no single-label numbers, and agreement is the share of equal decisions
+    assert heads["student"]["accuracy"] is None and heads["teacher"]["accuracy"] is None
+    assert 0.0 <= heads["student"]["agreement"] <= 1.0

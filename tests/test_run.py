@@ -209,3 +209,26 @@ def test_a_schedule_in_the_config_becomes_the_terms_weight_schedule():
     assert isinstance(term.schedule, LinearWarmup) and term.schedule.epochs == 3
     assert term.weight_at(0) == pytest.approx(0.9 / 3)
     assert "schedule" in cfg.loss.kd  # the config itself is left as it was
+
+
+def test_the_best_checkpoint_is_loaded_into_the_student_by_a_named_step(tmp_path, make_cnn, caplog):
+    import logging
+
+    import torch
+
+    from distill import DistillationModule
+    from distill.losses import KD
+    from distill.run import load_best_student
+
+    torch.manual_seed(0)
+    module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD()})
+    best = {name: torch.randn_like(value) for name, value in module.state_dict().items()}
+    torch.save({"state_dict": best, "epoch": 3}, tmp_path / "best.ckpt")
+    last = {name: value.clone() for name, value in module.student.state_dict().items()}
+
+    load_best_student(module, "")  # no best checkpoint: the last step's student stays
+    assert all(torch.equal(module.student.state_dict()[k], v) for k, v in last.items())
+    with caplog.at_level(logging.INFO, logger="distill"):
+        load_best_student(module, str(tmp_path / "best.ckpt"))
+    assert all(torch.equal(module.state_dict()[k], v) for k, v in best.items())
+    assert f"Loaded the best student from {tmp_path / 'best.ckpt'}" in caplog.text

@@ -11,7 +11,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from distill.models.factory import model_options
+from distill.cli.teachers import model_spec
 from distill.run import config_dir
 
 FAST = [
@@ -46,14 +46,12 @@ def test_student_config_builds_from_the_teachers_directory():
             "teacher=hf_sequence_classification", "teacher.path=/models/bert", "student=hf_sequence_classification",
             "student.config.num_hidden_layers=3", "student.init_layers=every_other", "data=text",
         ])
-    from omegaconf import OmegaConf
-
-    options = model_options(OmegaConf.to_container(cfg.student, resolve=True))
+    options = model_spec(cfg.student).options
     assert options == {
         "path": None, "config_from": "/models/bert", "init_layers": "every_other", "attn_implementation": None,
         "config": {"num_hidden_layers": 3, "hidden_size": None, "num_attention_heads": None, "intermediate_size": None},
     }
-    assert model_options(OmegaConf.to_container(cfg.teacher, resolve=True))["path"] == "/models/bert"
+    assert model_spec(cfg.teacher).options["path"] == "/models/bert"
 
 
 def test_text_run_then_evaluate_and_export(tmp_path, tiny_bert, sentiment_files):

@@ -23,7 +23,7 @@ from torch import nn
 
 from distill.cli.error_policy import first_line
 from distill.cli.overrides import apply_keys
-from distill.cli.teachers import builder_options, check_teacher_names, is_ensemble, teacher_from_config, teacher_spec
+from distill.cli.teachers import check_teacher_names, is_ensemble, model_spec, teacher_from_config, teacher_spec
 from distill.errors import DistillError
 from distill.models import build_model, check_model_name, load_weights
 from distill.models.checkpoint import read_checkpoint
@@ -122,7 +122,7 @@ def load_saved_model(cfg: DictConfig, keys: dict[str, bool]) -> SavedModel:
         if num_classes is None:
             raise DistillError(f"{type(datamodule).__name__} does not say how many classes it has; give num_classes=N")
     # the run's model options (a Hugging Face model's directory, ...), unless model= names another model
-    options = builder_options(run_cfg[role]) if run_cfg is not None and name == run_cfg[role].name else {}
+    options = model_spec(run_cfg[role]).options if run_cfg is not None and name == run_cfg[role].name else {}
     model = load_weights(build_model(name, int(num_classes), **options), checkpoint)
     return SavedModel(
         name=name, role=role, num_classes=int(num_classes), model=model, datamodule=datamodule,

@@ -14,8 +14,7 @@ from torch import nn
 from distill.cli.training import supervised_training
 from distill.errors import DistillError
 from distill.losses.base import LossTerm
-from distill.models import check_model_name, weights_sha256
-from distill.models.factory import model_options
+from distill.models import ModelSpec, check_model_name, weights_sha256
 from distill.teachers import PreparedTeacher, TeacherCache, TeacherEnsemble, TeacherOutputCache, prepare_teacher
 
 log = logging.getLogger("distill")
@@ -30,9 +29,19 @@ _NOT_IN_TEACHER_KEY = {
 _ENSEMBLE_KEYS = {"name", "members", "combine", "member_weights", "temperature", "train"}
 
 
-def builder_options(model_config: DictConfig) -> dict[str, Any]:
-    """The options a teacher/student config passes to the model's builder (e.g. a Hugging Face ``path``)."""
-    return model_options(OmegaConf.to_container(model_config, resolve=True))
+#: the constructor of a teacher/student config that names none (a run saved before configs had a
+#: ``_target_``, an ensemble member given on the command line)
+_MODEL_TARGET = "distill.models.ModelSpec"
+
+
+def model_spec(model_config: DictConfig) -> ModelSpec:
+    """Instantiate a teacher/student config: its ``_target_`` (:class:`~distill.models.ModelSpec`) with its keys.
+
+    The schedule under ``train`` stays a plain config (it is instantiated when the teacher trains).
+    """
+    resolved = OmegaConf.to_container(model_config, resolve=True)
+    resolved.setdefault("_target_", _MODEL_TARGET)
+    return instantiate(resolved, _recursive_=False, _convert_="all")
 
 
 def _without(node: DictConfig, keys: set[str]) -> dict[str, Any]:
@@ -60,9 +69,8 @@ def trained_first_spec(cfg: DictConfig, datamodule: Any, data: DictConfig | None
 
 def teacher_spec(cfg: DictConfig, teacher: DictConfig, datamodule: Any, data: DictConfig | None = None) -> dict[str, Any]:
     """The cache key of a teacher distill trains first."""
-    return trained_first_spec(
-        cfg, datamodule, data, model=teacher.name, train=teacher.train, **_not_empty(options=builder_options(teacher))
-    )
+    spec = model_spec(teacher)
+    return trained_first_spec(cfg, datamodule, data, model=spec.name, train=spec.train, **_not_empty(options=spec.options))
 
 
 def is_ensemble(teacher: DictConfig) -> bool:
@@ -93,22 +101,24 @@ def _one_teacher(
     cfg: DictConfig, teacher: DictConfig, datamodule: Any, data: DictConfig | None, run_dir: Path, log_name: str
 ) -> PreparedTeacher:
     """One teacher (or ensemble member) described by ``teacher``, trained first on ``datamodule`` if need be."""
-    given = teacher.checkpoint or teacher.weights
+    spec = model_spec(teacher)
+    given = spec.checkpoint or spec.weights
     if not given and not (cfg.data if data is None else data).get("labels", True):
         raise DistillError(
-            f"teacher {teacher.name} would be trained first, which needs labels, but data.labels=false; "
+            f"teacher {spec.name} would be trained first, which needs labels, but data.labels=false; "
             "give teacher.checkpoint=PATH (e.g. a teacher cached by a run with labels) or teacher.weights=NAME"
         )
-    schedule = teacher.train
+    schedule = spec.train or {}
     return prepare_teacher(
-        teacher.name,
+        spec.name,
         datamodule.num_classes,
-        checkpoint=teacher.checkpoint,
-        weights=teacher.weights,
-        trusted_checkpoint=bool(teacher.get("trusted_checkpoint", False)),
-        options=builder_options(teacher),
+        checkpoint=spec.checkpoint,
+        weights=spec.weights,
+        trusted_checkpoint=spec.trusted_checkpoint,
+        options=spec.options,
         train=supervised_training(
-            cfg, datamodule, run_dir, log_name, schedule.epochs, schedule.optimizer, schedule.get("lr_scheduler")
+            cfg, datamodule, run_dir, log_name, schedule.get("epochs"), schedule.get("optimizer"),
+            schedule.get("lr_scheduler"),
         ),
         cache=None if given else TeacherCache(Path(cfg.cache_dir).expanduser() / "teachers"),
         spec=None if given else teacher_spec(cfg, teacher, datamodule, data),
@@ -152,17 +162,18 @@ def check_teacher_names(teacher: DictConfig) -> None:
 def baseline_from_config(cfg: DictConfig, datamodule: Any, run_dir: Path) -> PreparedTeacher:
     """The student trained alone on the labels, on the student's budget: trained once, then cached."""
     epochs = cfg.trainer.max_epochs
+    student = model_spec(cfg.student)
     return prepare_teacher(
-        cfg.student.name,
+        student.name,
         datamodule.num_classes,
-        options=builder_options(cfg.student),
+        options=student.options,
         train=supervised_training(
             cfg, datamodule, run_dir, "baseline_training", epochs, cfg.optimizer, cfg.get("lr_scheduler")
         ),
         cache=TeacherCache(Path(cfg.cache_dir).expanduser() / "baselines"),
         spec=trained_first_spec(
-            cfg, datamodule, model=cfg.student.name, epochs=epochs, optimizer=cfg.optimizer,
-            lr_scheduler=cfg.get("lr_scheduler"), **_not_empty(options=builder_options(cfg.student)),
+            cfg, datamodule, model=student.name, epochs=epochs, optimizer=cfg.optimizer,
+            lr_scheduler=cfg.get("lr_scheduler"), **_not_empty(options=student.options),
         ),
         role="baseline",
     )

@@ -7,7 +7,7 @@ one users see for a typo.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,15 +86,6 @@ def check_model_name(name: str) -> None:
             f"unknown model '{name}'{close_matches(name, known)}; give a torchvision classification "
             "model or another model family's name (README, 'Models')"
         )
-
-
-#: keys of a teacher/student config that say where weights come from, not how to build the model
-NOT_MODEL_OPTIONS = frozenset({"name", "weights", "checkpoint", "trusted_checkpoint", "train", "cache", "dtype"})
-
-
-def model_options(model_config: Mapping[str, Any]) -> dict[str, Any]:
-    """The builder options in a teacher/student config: every key but :data:`NOT_MODEL_OPTIONS`."""
-    return {k: v for k, v in model_config.items() if k not in NOT_MODEL_OPTIONS}
 
 
 _builtin_registered = False

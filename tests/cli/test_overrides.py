@@ -1,6 +1,6 @@
 import pytest
 
-from distill.cli.overrides import check_group_overrides
+from distill.cli.overrides import check_checkpoint_command, check_group_overrides, command_line_keys
 from distill.errors import DistillError
 from distill.cli.config_directory import config_dir
 
@@ -61,3 +61,15 @@ def test_options_in_subfolders_are_known():
     assert check_group_overrides(argv, CONF, names) == argv
     with pytest.raises(DistillError, match="did you mean cifar100/resnet56_resnet20"):
         check_group_overrides(["experiment=cifar100/resnet56_resnet2"], CONF, names)
+
+
+def test_the_command_line_is_checked_before_hydra_starts():
+    with pytest.raises(DistillError, match="give the file to read: python -m distill.evaluate checkpoint="):
+        check_checkpoint_command(["per_sample=true"], "distill.evaluate")
+    with pytest.raises(DistillError, match=r"unknown data 'cifar' \(did you mean cifar10, cifar100\?\); available: cifar10, cifar100, "):
+        check_checkpoint_command(["checkpoint=x", "data=cifar"], "distill.evaluate")
+    check_checkpoint_command(["checkpoint=x", "data=digits"], "distill.evaluate")
+    check_checkpoint_command(["--cfg", "job"], "distill.evaluate")
+    assert command_line_keys(["data.batch_size=8", "~data.labels", "+x.y=1"]) == {
+        "data.batch_size": False, "data.labels": True, "x.y": False,
+    }

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from distill.models import build_model
-from distill.models.factory import model_options
+from hydra.utils import instantiate
+
+from distill.models import ModelSpec, build_model
 from distill.cli.config_directory import config_dir
 
 CONF = config_dir()
@@ -37,8 +37,10 @@ def test_every_model_config_composes_and_builds_with_10_classes(group, tiny_bert
                 overrides.append(f"{group}.name={STAND_INS[option]}")
             if option == "hf_sequence_classification":  # a local directory is its model name
                 overrides.append(f"{group}.path={bert}" if group == "teacher" else f"{group}.config_from={bert}")
-            node = OmegaConf.to_container(compose("config", overrides=overrides)[group], resolve=True)
-            model = build_model(node["name"], 10, weights=node.get("weights"), **model_options(node))
+            # the config tree is the constructor tree: instantiating the group gives the model's spec
+            spec = instantiate(compose("config", overrides=overrides)[group])
+            assert isinstance(spec, ModelSpec), option
+            model = build_model(spec.name, 10, weights=spec.weights, **spec.options)
             built.append(option)
             assert model is not None
     # the CIFAR networks and timm are among them
