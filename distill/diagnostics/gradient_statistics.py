@@ -49,8 +49,11 @@ class GradientStatistics(L.Callback):
     def on_before_backward(self, trainer: L.Trainer, pl_module: DistillationModule, loss: Tensor) -> None:
         if not self.every_n_steps or trainer.global_step % self.every_n_steps or pl_module.last_step is None:
             return
-        for name, value in self.measure(pl_module).items():
-            pl_module.log(name, value, batch_size=len(pl_module.last_step[0].student))
+        # straight to the loggers, as LearningRateMonitor does: LightningModule.log would repeat the
+        # last values on the steps in between, which were not measured
+        metrics = {name: float(value) for name, value in self.measure(pl_module).items()}
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
 
     def measure(self, pl_module: DistillationModule) -> dict[str, Tensor]:
         """The statistics of the module's last recorded training step, by the names they are logged under."""
