@@ -105,3 +105,19 @@ def test_off_by_default_and_bad_settings_are_one_line_errors():
         GradientStatistics(every_n_steps=-1)
     with pytest.raises(DistillError, match="chunk_size must be a whole number >= 1"):
         GradientStatistics(chunk_size=0)
+
+
+def test_the_run_config_builds_the_callback_from_one_switch():
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        default = compose("config")
+        switched = compose("config", overrides=["diagnostics.gradients.every_n_steps=50"])
+    # the run instantiates every entry of `callbacks`; this one is off unless asked for
+    assert instantiate(default.callbacks.gradient_statistics).every_n_steps == 0
+    callback = instantiate(switched.callbacks.gradient_statistics)
+    assert isinstance(callback, GradientStatistics) and callback.every_n_steps == 50
