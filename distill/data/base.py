@@ -46,6 +46,22 @@ class CacheableData(Protocol):
         """A JSON-able description of what determines the training inputs (the cache's key)."""
 
 
+def check_cacheable(datamodule: Any) -> CacheableData:
+    """``datamodule`` as :class:`CacheableData`, or the one-line error that says why the teacher-output cache cannot serve it."""
+    if getattr(datamodule, "random_augmentation", False):
+        raise DistillError(
+            "teacher.cache=true needs the teacher to see the same training inputs every epoch, but the data "
+            "module applies random augmentation; set data.augment=false or teacher.cache=false"
+        )
+    if not isinstance(datamodule, CacheableData):
+        missing = next(m for m in ("cache_dataloader", "fingerprint") if not callable(getattr(datamodule, m, None)))
+        raise DistillError(
+            f"teacher.cache=true needs the data module to have {missing}() "
+            f"({type(datamodule).__name__} has not); set teacher.cache=false"
+        )
+    return datamodule
+
+
 class DistillDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
     """The contract the run relies on: ``num_classes``, the loader options, and the teacher-output cache's hooks.
 

@@ -39,3 +39,18 @@ def test_a_plain_lightning_data_module_is_not_cacheable():
 def test_text_options_are_checked_by_the_base(tiny_tokenizer, sentiment_files, options, message):
     with pytest.raises(DistillError, match=message):
         TextClassificationDataModule(train_file=str(sentiment_files["train"]), tokenizer=str(tiny_tokenizer), **options)
+
+
+def test_check_cacheable_names_what_is_missing_in_one_line():
+    from types import SimpleNamespace
+
+    from distill.data.base import check_cacheable
+
+    with pytest.raises(DistillError, match="applies random augmentation; set data.augment=false or teacher.cache=false"):
+        check_cacheable(SimpleNamespace(random_augmentation=True))
+    with pytest.raises(DistillError, match=r"needs the data module to have cache_dataloader\(\) \(SimpleNamespace has not\)"):
+        check_cacheable(SimpleNamespace(random_augmentation=False))
+    with pytest.raises(DistillError, match=r"to have fingerprint\(\)"):
+        check_cacheable(SimpleNamespace(random_augmentation=False, cache_dataloader=lambda: None))
+    data = DigitsDataModule(batch_size=8, image_size=8, channels=1)
+    assert check_cacheable(data) is data
