@@ -1,8 +1,12 @@
-"""The LightningModule that distils a frozen teacher into a trainable student."""
+"""The LightningModule that distils a frozen teacher into a trainable student.
+
+Over 300 lines for a reason: it is one class of Lightning hooks (freezing, steps, checkpoints,
+RNG persistence, hook handling) that belong together; the first-batch checks, the teacher's
+outputs (:mod:`distill.teachers.live_teacher`) and the diagnostics live in their own files.
+"""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -11,10 +15,11 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from distill.batch import Batch, forward_logits, forward_logits_checked, split_batch
+from distill.batch import forward_logits, forward_logits_checked, split_batch
 from distill.diagnostics.gradient_norms import GradientNorms
 from distill.errors import DistillError
 from distill.features import FeatureCapture
+from distill.first_batch_checks import check_first_batch
 from distill.losses.base import LossTerm, StepOutputs
 from distill.models.fingerprint import weights_sha256
 from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
@@ -144,7 +149,7 @@ class DistillationModule(L.LightningModule):
             outputs.teacher, outputs.teacher_features = teacher.outputs(parts, outputs.student.device, first_batch)
         if first_batch:
             # the first training batch too, not only Lightning's sanity-check validation batch
-            self._check_outputs(outputs, parts)
+            check_first_batch(outputs, self.loss_terms, self.class_dim)
             self._checked.add(stage)
         return outputs
 
@@ -184,32 +189,6 @@ class DistillationModule(L.LightningModule):
         for capture in (self._student_capture, self._teacher_capture):
             if capture is not None:
                 capture.clear()
-
-    def _check_outputs(self, outputs: StepOutputs, parts: Batch) -> None:
-        """Catch model-pair and data mistakes on the first batch, with messages that name them."""
-        student, teacher = outputs.student, outputs.teacher
-        compares = [n for n, t in self.loss_terms.items() if t.compares_outputs]
-        if teacher is not None and student.shape != teacher.shape and compares:
-            raise DistillError(
-                f"student output shape {tuple(student.shape)} does not match teacher output shape "
-                f"{tuple(teacher.shape)} (needed by loss term(s) {', '.join(compares)}); "
-                "build both models with the same number of classes"
-            )
-        if teacher is not None and _looks_like_probabilities(teacher, self.class_dim):
-            warnings.warn(
-                "the teacher's outputs are non-negative and sum to 1 along the class dimension: "
-                "they look like probabilities, but distill expects logits (remove the final softmax)",
-                stacklevel=2,
-            )
-        labels = outputs.labels
-        if labels is not None and not labels.is_floating_point() and student.dim() >= 2:
-            num_classes = student.shape[self.class_dim]
-            low, high = int(labels.min()), int(labels.max())
-            if low < 0 or high >= num_classes:
-                raise DistillError(
-                    f"labels range from {low} to {high} but the student predicts {num_classes} "
-                    f"classes; build the models with num_classes={high + 1} or fix the labels"
-                )
 
     # -- adapters and other parameters built from a first batch -----------------
     def build(self, batch: Any) -> None:
@@ -403,11 +382,3 @@ def _dtype(value: torch.dtype | str | None) -> torch.dtype | None:
     if str(value) not in choices:
         raise DistillError(f"unknown teacher dtype '{value}'; choose bfloat16, float16 or float32")
     return choices[str(value)]
-
-
-def _looks_like_probabilities(outputs: Tensor, class_dim: int) -> bool:
-    if outputs.dim() < 2 or outputs.shape[class_dim] < 2:
-        return False
-    outputs = outputs.detach().float()
-    sums = outputs.sum(class_dim)
-    return bool((outputs >= 0).all() and torch.allclose(sums, torch.ones_like(sums), atol=1e-3))
