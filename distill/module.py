@@ -1,8 +1,12 @@
-"""The LightningModule that distils a frozen teacher into a trainable student."""
+"""The LightningModule that distils a frozen teacher into a trainable student.
+
+Over 300 lines for a reason: it is one class of Lightning hooks (freezing, steps, checkpoints,
+RNG persistence, hook handling) that belong together; the first-batch checks, the teacher's
+outputs (:mod:`distill.teachers.live_teacher`) and the diagnostics live in their own files.
+"""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -11,16 +15,18 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from distill.batch import Batch, forward_logits, forward_logits_checked, split_batch
+from distill.batch import forward_logits, forward_logits_checked, split_batch
+from distill.diagnostics.gradient_norms import GradientNorms
 from distill.errors import DistillError
 from distill.features import FeatureCapture
+from distill.first_batch_checks import check_first_batch
 from distill.losses.base import LossTerm, StepOutputs
-from distill.models.casting import CastInputs
 from distill.models.fingerprint import weights_sha256
 from distill.partial_labels import IGNORE_INDEX, outputs_for_term
 from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
 from distill.rng import rng_states, set_rng_states
 from distill.teachers.ensemble import TeacherEnsemble
+from distill.teachers.live_teacher import LiveTeacher, TeacherOnBatch
 from distill.teachers.output_cache import TeacherOutputCache
 
 
@@ -45,7 +51,8 @@ class DistillationModule(L.LightningModule):
             recorded in checkpoints next to the hash of the teacher's weights.
         log_grad_norms: a diagnostic: log the norm of each weighted term's gradient on the
             student's parameters (``train/grad_norm/<name>``), to see which term dominates or
-            explodes. Costs one extra backward pass per term and step.
+            explodes. Costs one extra backward pass per term and step. The module hands
+            Lightning a :class:`~distill.diagnostics.GradientNorms` callback for it.
         teacher_outputs: a :class:`~distill.teachers.TeacherOutputCache` of the teacher's
             outputs on the training set; training steps then read them by sample index
             (the batches must carry indices) instead of running the teacher.
@@ -100,6 +107,13 @@ class DistillationModule(L.LightningModule):
         # hooks are registered once, here, on exactly the layers the terms read
         self._student_capture = _capture(student, [l for t in terms for l in t.student_layers], "student")
         self._teacher_capture = _capture(teacher, [l for t in terms for l in t.teacher_layers], "teacher")
+        #: the teacher as evaluation runs it, and where training steps get the teacher's outputs:
+        #: the same live teacher, or the teacher-output cache (both answer ``outputs(parts, ...)``)
+        self.live_teacher = LiveTeacher(teacher, self._teacher_capture, self.teacher_dtype)
+        self.training_teacher: TeacherOnBatch = teacher_outputs if teacher_outputs is not None else self.live_teacher
+        #: set by a diagnostic callback: keep each training step's outputs and term values in ``last_step``
+        self.record_steps = False
+        self.last_step: tuple[StepOutputs, dict[str, Tensor]] | None = None
         self._built = not any(term.needs_build for term in terms)
         self.save_hyperparameters(
             {
@@ -108,7 +122,7 @@ class DistillationModule(L.LightningModule):
                 "class_dim": class_dim,
             }
         )
-        self._outputs_checked = False
+        self._checked: set[str] = set()  # "train" and "eval": the first batch of each is checked
         self._teacher_acc_logged = False
         for stage in ("val", "test"):
             for metric in ("acc", "teacher_acc", "agreement"):
@@ -131,87 +145,61 @@ class DistillationModule(L.LightningModule):
         return self.student(*args, **kwargs)
 
     def _run_models(self, batch: Any, with_teacher: bool, from_cache: bool = False) -> StepOutputs:
-        for capture in (self._student_capture, self._teacher_capture):
-            if capture is not None:
-                capture.attach()  # after teardown, when used again by hand
+        self.attach_hooks()  # after teardown, when used again by hand
+        stage = "train" if from_cache else "eval"
+        first_batch = stage not in self._checked
         parts = split_batch(batch)
-        outputs = StepOutputs(
-            student=self._forward(self.student, parts, "student"), labels=parts.labels, index=parts.index
+        model_outputs = forward_logits_checked(self.student, parts, "student") if first_batch else forward_logits(
+            self.student, parts
         )
+        outputs = StepOutputs(student=model_outputs, labels=parts.labels, index=parts.index)
         if self._student_capture:
             outputs.student_features = self._student_capture.collect()
-        if with_teacher and from_cache and self.teacher_outputs is not None:
-            self._read_cached_teacher(outputs)
-        elif with_teacher:
-            with torch.no_grad():
-                outputs.teacher = self._forward(self.teacher, parts, "teacher")
-            if self._teacher_capture:
-                outputs.teacher_features = self._teacher_capture.collect()
-        if not self._outputs_checked:
-            self._check_outputs(outputs, parts)
-            self._outputs_checked = True
+        if with_teacher:
+            teacher = self.training_teacher if from_cache else self.live_teacher
+            outputs.teacher, outputs.teacher_features = teacher.outputs(parts, outputs.student.device, first_batch)
+        if first_batch:
+            # the first training batch too, not only Lightning's sanity-check validation batch
+            check_first_batch(outputs, self.loss_terms, self.class_dim)
+            self._checked.add(stage)
         return outputs
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # cached teacher rows are looked up here, while the sample indices are still on the host,
         # so that a GPU step does not wait for its indices to come back (no host sync per step)
-        self._cached_rows = None
-        if self.teacher_outputs is not None and self.training:
-            index = split_batch(batch).index
-            if index is not None:
-                self._cached_rows = self.teacher_outputs.read(index)
+        if self.training and self.teacher_outputs is not None:
+            self.training_teacher.prefetch(split_batch(batch).index)
         return batch
-
-    def _read_cached_teacher(self, outputs: StepOutputs) -> None:
-        if outputs.index is None:
-            raise DistillError(
-                "training with a teacher-output cache needs sample indices in each training batch; "
-                "build the data module with with_index=True"
-            )
-        rows, self._cached_rows = getattr(self, "_cached_rows", None), None
-        logits, features = rows if rows is not None else self.teacher_outputs.read(outputs.index)
-        device = outputs.student.device
-        outputs.teacher = logits.to(device, non_blocking=True)
-        outputs.teacher_features = {k: v.to(device, non_blocking=True) for k, v in features.items()}
 
     @property
     def teacher_as_run(self) -> nn.Module:
         """The teacher as the module calls it: with inputs cast to ``teacher_dtype`` when one is set."""
-        return self.teacher if self.teacher_dtype is None else CastInputs(self.teacher, self.teacher_dtype)
+        return self.live_teacher.as_run
 
-    def _forward(self, model: nn.Module, parts: Batch, role: str) -> Tensor:
-        if role == "teacher" and self.teacher_dtype is not None:
-            model = CastInputs(model, self.teacher_dtype)
-        logits = forward_logits(model, parts) if self._outputs_checked else forward_logits_checked(model, parts, role)
-        return logits.float() if model is not self.teacher and role == "teacher" else logits
+    # -- the hooks that capture the layers the loss terms read ---------------------
+    def attach_hooks(self) -> None:
+        """Register the forward hooks on the student's and the teacher's layers that the terms read (idempotent)."""
+        for capture in (self._student_capture, self._teacher_capture):
+            if capture is not None:
+                capture.attach()
 
-    def _check_outputs(self, outputs: StepOutputs, parts: Batch) -> None:
-        """Catch model-pair and data mistakes on the first batch, with messages that name them."""
-        student, teacher = outputs.student, outputs.teacher
-        compares = [n for n, t in self.loss_terms.items() if t.compares_outputs]
-        if teacher is not None and student.shape != teacher.shape and compares:
-            raise DistillError(
-                f"student output shape {tuple(student.shape)} does not match teacher output shape "
-                f"{tuple(teacher.shape)} (needed by loss term(s) {', '.join(compares)}); "
-                "build both models with the same number of classes"
-            )
-        if teacher is not None and _looks_like_probabilities(teacher, self.class_dim):
-            warnings.warn(
-                "the teacher's outputs are non-negative and sum to 1 along the class dimension: "
-                "they look like probabilities, but distill expects logits (remove the final softmax)",
-                stacklevel=2,
-            )
-        labels = outputs.labels
-        if labels is not None and not labels.is_floating_point() and student.dim() >= 2:
-            labels = labels[labels != IGNORE_INDEX]  # samples without a label (partly-labelled data)
-        if labels is not None and labels.numel() and not labels.is_floating_point() and student.dim() >= 2:
-            num_classes = student.shape[self.class_dim]
-            low, high = int(labels.min()), int(labels.max())
-            if low < 0 or high >= num_classes:
-                raise DistillError(
-                    f"labels range from {low} to {high} but the student predicts {num_classes} "
-                    f"classes; build the models with num_classes={high + 1} or fix the labels"
-                )
+    def remove_hooks(self) -> None:
+        """Take the forward hooks off both models (a teacher shared by many modules must not collect them)."""
+        for capture in (self._student_capture, self._teacher_capture):
+            if capture is not None:
+                capture.remove()
+
+    def captured_features(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The student's and the teacher's captured layer outputs of the latest forward pass, handed over and forgotten."""
+        student = self._student_capture.collect() if self._student_capture else {}
+        teacher = self._teacher_capture.collect() if self._teacher_capture else {}
+        return student, teacher
+
+    def discard_captured_features(self) -> None:
+        """Forget the layer outputs the hooks kept from the latest forward pass (frees their memory)."""
+        for capture in (self._student_capture, self._teacher_capture):
+            if capture is not None:
+                capture.clear()
 
     # -- adapters and other parameters built from a first batch -----------------
     def build(self, batch: Any) -> None:
@@ -240,10 +228,11 @@ class DistillationModule(L.LightningModule):
             self.build(next(iter(_train_dataloader(self.trainer))))
 
     def teardown(self, stage: str) -> None:
-        # the hooks go with the run: a teacher shared by many modules must not collect them
-        for capture in (self._student_capture, self._teacher_capture):
-            if capture is not None:
-                capture.remove()
+        self.remove_hooks()  # the hooks go with the run
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        # the diagnostic asked for in the constructor; Lightning adds it to the Trainer's callbacks
+        return [GradientNorms()] if self.log_grad_norms else []
 
     # -- loss ------------------------------------------------------------------
     def _loss_terms(self, outputs: StepOutputs, skip_unlabeled: bool, mixed_labels: bool = False) -> dict[str, Tensor]:
@@ -263,7 +252,7 @@ class DistillationModule(L.LightningModule):
                 values[name] = term(term_outputs)
             except DistillError:
                 raise
-            except ValueError as error:  # the functional losses' input checks
+            except ValueError as error:  # the functional losses' input checks (shapes; settings are checked at build)
                 raise DistillError(f"loss term '{name}' ({type(term).__name__}): {error}") from error
         return values
 
@@ -286,22 +275,12 @@ class DistillationModule(L.LightningModule):
                 "or clip gradients (trainer.gradient_clip_val=1.0)"
             )
         batch_size = len(outputs.student)
-        if self.log_grad_norms:
-            self._log_term_grad_norms(values, batch_size)
+        if self.record_steps:  # for the gradient diagnostics, which run before the backward pass
+            self.last_step = (outputs, values)
         self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
         for name, value in values.items():
             self.log(f"train/loss/{name}", value, batch_size=batch_size)
         return total
-
-    def _log_term_grad_norms(self, values: Mapping[str, Tensor], batch_size: int) -> None:
-        params = [p for p in self.student.parameters() if p.requires_grad]
-        for name, value in values.items():
-            if not value.requires_grad:
-                continue
-            weighted = self.loss_terms[name].weight_at(self.current_epoch) * value
-            grads = torch.autograd.grad(weighted, params, retain_graph=True, allow_unused=True)
-            norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))
-            self.log(f"train/grad_norm/{name}", norm, batch_size=batch_size)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -423,11 +402,3 @@ def _dtype(value: torch.dtype | str | None) -> torch.dtype | None:
     if str(value) not in choices:
         raise DistillError(f"unknown teacher dtype '{value}'; choose bfloat16, float16 or float32")
     return choices[str(value)]
-
-
-def _looks_like_probabilities(outputs: Tensor, class_dim: int) -> bool:
-    if outputs.dim() < 2 or outputs.shape[class_dim] < 2:
-        return False
-    outputs = outputs.detach().float()
-    sums = outputs.sum(class_dim)
-    return bool((outputs >= 0).all() and torch.allclose(sums, torch.ones_like(sums), atol=1e-3))

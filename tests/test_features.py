@@ -224,6 +224,4 @@ def test_config_trains_the_default_pair(name, default_pair):
         value = module.training_step(batch, 0)
         assert value.dim() == 0 and torch.isfinite(value)
     finally:  # the pair is shared by these tests: take this module's hooks off it again
-        for capture in (module._student_capture, module._teacher_capture):
-            if capture is not None:
-                capture.remove()
+        module.remove_hooks()

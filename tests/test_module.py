@@ -264,15 +264,23 @@ def test_input_errors_inside_a_term_name_the_term():
 
 
 def test_grad_norm_diagnostic_logs_each_weighted_terms_gradient_norm(make_cnn):
+    from distill.diagnostics import GradientNorms
+
     torch.manual_seed(0)
     student = make_cnn()
     module = DistillationModule(
         student, make_cnn(), {"kd": KD(2.0, weight=0.5), "ce": CrossEntropy(weight=2.0)}, log_grad_norms=True
     )
+    (callback,) = module.configure_callbacks()  # the module hands Lightning the diagnostic
+    assert isinstance(callback, GradientNorms)
     logged = {}
     module.log = lambda name, value, **kwargs: logged.__setitem__(name, value)
     batch = (torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,)))
-    module.training_step(batch, 0)
+    callback.on_fit_start(None, module)
+    loss = module.training_step(batch, 0)
+    callback.on_before_backward(None, module, loss)  # where Lightning calls it: before the step's backward
+    callback.on_train_batch_end(None, module, loss, batch, 0)
+    assert module.last_step is None  # the step's activations are not kept past it
 
     outputs = module._run_models(batch, with_teacher=True)
     for name, weight in (("kd", 0.5), ("ce", 2.0)):
@@ -280,6 +288,51 @@ def test_grad_norm_diagnostic_logs_each_weighted_terms_gradient_norm(make_cnn):
         (weight * module.loss_terms[name](outputs)).backward(retain_graph=True)
         expected = torch.sqrt(sum((p.grad**2).sum() for p in student.parameters() if p.grad is not None))
         assert logged[f"train/grad_norm/{name}"].item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_grad_norms_are_logged_by_a_real_fit(make_cnn, fast_trainer, data, tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD(), "ce": CrossEntropy()}, log_grad_norms=True)
+    trainer = fast_trainer(max_epochs=1, logger=CSVLogger(tmp_path, name="g"), log_every_n_steps=1)
+    trainer.fit(module, train_dataloaders=DataLoader(TensorDataset(*data), batch_size=16))
+    header = (tmp_path / "g" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/grad_norm/kd" in header and "train/grad_norm/ce" in header
+
+
+def test_a_bad_training_label_gets_the_first_batch_message_under_trainer_fit(make_cnn, fast_trainer, data):
+    # the validation data is fine, so the sanity check passes; the first *training* batch must be checked too
+    x, y = data
+    bad = y.clone()
+    bad[3] = 10  # the student predicts 10 classes: 0..9
+    module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD(), "ce": CrossEntropy()})
+    trainer = fast_trainer(max_epochs=1, num_sanity_val_steps=1)
+    with pytest.raises(DistillError, match=r"labels range from \d+ to 10 but the student predicts 10 classes"):
+        trainer.fit(
+            module,
+            train_dataloaders=DataLoader(TensorDataset(x, bad), batch_size=16),
+            val_dataloaders=DataLoader(TensorDataset(x, y), batch_size=16),
+        )
+
+
+def test_hooks_are_removed_and_attached_through_the_public_methods(make_cnn):
+    from distill.losses import AttentionTransfer
+
+    student, teacher = make_cnn(), make_cnn()
+    module = DistillationModule(student, teacher, {"at": AttentionTransfer("2"), "ce": CrossEntropy()})
+    x = torch.randn(4, 1, 8, 8)
+    student(x), teacher(x)
+    student_features, teacher_features = module.captured_features()
+    assert set(student_features) == set(teacher_features) == {"2"}
+    assert student_features["2"].shape == (4, 8, 8, 8)
+    module.remove_hooks()
+    student(x), teacher(x)
+    assert not student[2]._forward_hooks and not teacher[2]._forward_hooks
+    module.attach_hooks()
+    student(x)
+    module.discard_captured_features()
+    with pytest.raises(DistillError, match="did not run"):
+        module.captured_features()
 
 
 # -- teacher-output cache and teacher dtype -------------------------------------------
@@ -388,7 +441,8 @@ def test_cached_rows_are_read_before_the_batch_moves_to_the_device(make_cnn, fas
     read, callers = cache.read, []
 
     def spy(index):
-        callers.append((inspect.stack()[1].function, index.device.type))
+        stack = inspect.stack()
+        callers.append((stack[2].function, index.device.type))  # stack[1] is the cache's own prefetch
         return read(index)
 
     cache.read = spy

@@ -1,11 +1,11 @@
-"""What every distill data module shares: loader options, batch forms, and the hooks of the teacher-output cache."""
+"""The data-module contract the run relies on, and what every distill data module shares: loader options, batch forms, the teacher-output cache's hooks."""
 
 from __future__ import annotations
 
 import abc
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
@@ -32,16 +32,47 @@ def check_bool(name: str, value: Any) -> bool:
     return value
 
 
-class ClassificationDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
-    """A data module of ``(x, y)`` samples in train/val/test splits.
+@runtime_checkable
+class CacheableData(Protocol):
+    """What the run needs of a data module to cache the teacher's outputs on its training split."""
 
-    Subclasses implement :meth:`load_splits` (untransformed ``(x, y)`` data
-    sets), :meth:`data_fingerprint`, and set ``num_classes``,
-    ``train_transform`` and ``eval_transform``. This class turns them into
-    loaders that yield ``(x, y)``, ``(x, y, index)``, ``x`` or
-    ``{"x": x, "index": i}`` (see :func:`distill.data.indexed.batch_item`);
-    ``labels`` and ``with_index`` are read when a loader is made, so they may
-    be changed after construction.
+    #: train batches get random transforms, so outputs computed once would go stale
+    random_augmentation: bool
+
+    def cache_dataloader(self) -> DataLoader:
+        """The training split in a fixed order, under the evaluation transform, with sample indices."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        """A JSON-able description of what determines the training inputs (the cache's key)."""
+
+
+def check_cacheable(datamodule: Any) -> CacheableData:
+    """``datamodule`` as :class:`CacheableData`, or the one-line error that says why the teacher-output cache cannot serve it."""
+    if getattr(datamodule, "random_augmentation", False):
+        raise DistillError(
+            "teacher.cache=true needs the teacher to see the same training inputs every epoch, but the data "
+            "module applies random augmentation; set data.augment=false or teacher.cache=false"
+        )
+    if not isinstance(datamodule, CacheableData):
+        missing = next(m for m in ("cache_dataloader", "fingerprint") if not callable(getattr(datamodule, m, None)))
+        raise DistillError(
+            f"teacher.cache=true needs the data module to have {missing}() "
+            f"({type(datamodule).__name__} has not); set teacher.cache=false"
+        )
+    return datamodule
+
+
+class DistillDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
+    """The contract the run relies on: ``num_classes``, the loader options, and the teacher-output cache's hooks.
+
+    ``num_classes``, ``with_index`` (settable: the run switches it on for terms
+    that read sample indices), ``labels``, ``random_augmentation``,
+    :meth:`fingerprint` and :meth:`cache_dataloader` (:class:`CacheableData`).
+    Subclasses implement :meth:`load_splits`, :meth:`data_fingerprint` and
+    :meth:`make_loader`; ``labels`` and ``with_index`` are read when a loader
+    is made, so they may be changed after construction. A plain
+    ``LightningDataModule`` with a ``num_classes`` attribute also trains; it
+    gets none of these options.
 
     Args:
         batch_size: samples per batch (all splits).
@@ -55,8 +86,6 @@ class ClassificationDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
     num_classes: int
     #: whether train batches get random transforms (subclasses with augmentation set it)
     augment = False
-    train_transform: Callable[[Any], Any] | None = None
-    eval_transform: Callable[[Any], Any] | None = None
     #: an optional pool of unlabelled training inputs and its share of each batch (distill.data.unlabeled)
     unlabeled: Any = None
     unlabeled_fraction: float | None = None
@@ -67,16 +96,20 @@ class ClassificationDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
         self.num_workers = check_int("num_workers", num_workers, 0)
         self.labels = check_bool("labels", labels)
         self.with_index = check_bool("with_index", with_index)
-        #: untransformed ``(x, y)`` data sets by split name, filled by :meth:`setup`
+        #: the data sets by split name, filled by :meth:`setup`
         self.splits: dict[str, Dataset] = {}
 
     @abc.abstractmethod
     def load_splits(self) -> dict[str, Dataset]:
-        """The ``train``, ``val`` and ``test`` data sets of ``(x, y)`` pairs, before any transform."""
+        """The ``train``, ``val`` and ``test`` data sets, before any transform."""
 
     @abc.abstractmethod
     def data_fingerprint(self) -> dict[str, Any]:
         """What determines the inputs under the evaluation transform (see :meth:`fingerprint`)."""
+
+    @abc.abstractmethod
+    def make_loader(self, split: str, shuffle: bool, with_index: bool, for_cache: bool = False) -> DataLoader:
+        """The loader of ``split``; ``for_cache``: the training split under the evaluation transform, no persistent workers."""
 
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
@@ -104,13 +137,13 @@ class ClassificationDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
             self.prepare_data()
             self.setup()
             return partly_labeled_loader(self)
-        return self._loader("train", self.train_transform, shuffle=True, with_index=self.with_index)
+        return self.make_loader("train", shuffle=True, with_index=self.with_index)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_transform, shuffle=False, with_index=self.with_index)
+        return self.make_loader("val", shuffle=False, with_index=self.with_index)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_transform, shuffle=False, with_index=self.with_index)
+        return self.make_loader("test", shuffle=False, with_index=self.with_index)
 
     def cache_dataloader(self) -> DataLoader:
         """The training split in a fixed order, under the evaluation transform, with sample indices.
@@ -118,19 +151,38 @@ class ClassificationDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
         The indices are those :meth:`train_dataloader` yields with
         ``with_index=True``; labels are included unless ``labels=False``.
         """
-        return self._loader("train", self.eval_transform, shuffle=False, with_index=True, persistent=False)
+        return self.make_loader("train", shuffle=False, with_index=True, for_cache=True)
 
-    def _loader(
-        self, split: str, transform: Any, shuffle: bool, with_index: bool, persistent: bool = True
-    ) -> DataLoader:
+
+class ClassificationDataModule(DistillDataModule):
+    """A :class:`DistillDataModule` of ``(x, y)`` samples in train/val/test splits.
+
+    Subclasses implement :meth:`load_splits` (untransformed ``(x, y)`` data
+    sets), :meth:`data_fingerprint`, and set ``num_classes``,
+    ``train_transform`` and ``eval_transform``. This class turns them into
+    loaders that yield ``(x, y)``, ``(x, y, index)``, ``x`` or
+    ``{"x": x, "index": i}`` (see :func:`distill.data.indexed.batch_item`).
+
+    Args:
+        batch_size: samples per batch (all splits).
+        num_workers: data-loader worker processes (0 loads in the main process).
+        labels: ``False`` yields inputs only, for distillation without labels.
+        with_index: also yield each sample's index within its split.
+    """
+
+    train_transform: Callable[[Any], Any] | None = None
+    eval_transform: Callable[[Any], Any] | None = None
+
+    def make_loader(self, split: str, shuffle: bool, with_index: bool, for_cache: bool = False) -> DataLoader:
         # outside a Trainer (evaluation, the teacher-output cache) nobody else prepares the data
         self.prepare_data()
         self.setup()
+        transform = self.train_transform if split == "train" and not for_cache else self.eval_transform
         return DataLoader(
             # labels=False trains on inputs only; validation and test keep theirs to measure the student
             IndexedDataset(self.splits[split], transform, labels=self.labels or split != "train", with_index=with_index),
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
-            persistent_workers=persistent and self.num_workers > 0,
+            persistent_workers=not for_cache and self.num_workers > 0,
         )

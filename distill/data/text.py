@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from distill.data.base import DistillDataModule, check_int
 from distill.errors import DistillError, close_matches
 
 SUFFIXES = (".csv", ".tsv", ".jsonl")
@@ -123,7 +123,7 @@ class PadToLongest:
         return batch
 
 
-class TextClassificationDataModule(L.LightningDataModule):
+class TextClassificationDataModule(DistillDataModule):
     """Text classification from local files: ``data=text data.train_file=train.csv data.tokenizer=DIR``.
 
     The files are read (and checked) when the module is built; a split without
@@ -146,8 +146,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         with_index: also yield each sample's index within its split.
     """
 
-    #: batches are the same in every epoch (no random augmentation), so teacher outputs can be cached
-    random_augmentation = False
+    name = "text"
 
     def __init__(
         self,
@@ -167,16 +166,10 @@ class TextClassificationDataModule(L.LightningDataModule):
         labels: bool = True,
         with_index: bool = False,
     ) -> None:
-        super().__init__()
-        if int(batch_size) < 1 or int(num_workers) < 0 or int(max_length) < 2:
-            raise DistillError(
-                f"data.batch_size must be >= 1, data.num_workers >= 0 and data.max_length >= 2, "
-                f"got {batch_size}, {num_workers} and {max_length}"
-            )
-        self.batch_size, self.num_workers, self.max_length = int(batch_size), int(num_workers), int(max_length)
+        super().__init__(batch_size, num_workers, labels, with_index)
+        self.max_length = check_int("max_length", max_length, 2)
         self.text_column, self.label_column = str(text_column), str(label_column)
-        self.labels, self.with_index = labels, with_index
-        self.split_seed = int(split_seed)
+        self.split_seed = check_int("split_seed", split_seed, 0)
         self.files = {"train": train_file, "val": val_file, "test": test_file}
         held_out = {"val": val_fraction if not val_file else 0.0, "test": test_fraction if not test_file else 0.0}
         if any(not 0 <= f < 1 for f in held_out.values()) or sum(held_out.values()) >= 1:
@@ -195,7 +188,6 @@ class TextClassificationDataModule(L.LightningDataModule):
         if not self.class_names:
             raise DistillError("data.labels=false needs data.classes (the class names, or their number)")
         self._rows = self._split(rows)
-        self.splits: dict[str, TokenizedTexts] = {}
 
     @property
     def num_classes(self) -> int:
@@ -229,43 +221,27 @@ class TextClassificationDataModule(L.LightningDataModule):
                 "fix the label or list every class in data.classes"
             ) from None
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+    def load_splits(self) -> dict[str, TokenizedTexts]:
+        splits = {}
         for split, rows in self._rows.items():
             texts = [str(row[self.text_column]) for row in rows]
             encodings = self.tokenizer(texts, truncation=True, max_length=self.max_length)
             labels = [self._class_index(row[self.label_column], split) for row in rows] if self.labels else None
-            self.splits[split] = TokenizedTexts({k: list(v) for k, v in encodings.items()}, labels)
+            splits[split] = TokenizedTexts({k: list(v) for k, v in encodings.items()}, labels)
+        return splits
 
-    def _loader(self, split: str, shuffle: bool, with_index: bool | None = None) -> DataLoader:
+    def make_loader(self, split: str, shuffle: bool, with_index: bool, for_cache: bool = False) -> DataLoader:
         self.setup()
         return DataLoader(
             self.splits[split],
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=PadToLongest(
-                self.tokenizer.pad_token_id, labels=self.labels,
-                with_index=self.with_index if with_index is None else with_index,
-            ),
+            persistent_workers=not for_cache and self.num_workers > 0,
+            collate_fn=PadToLongest(self.tokenizer.pad_token_id, labels=self.labels, with_index=with_index),
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def cache_dataloader(self) -> DataLoader:
-        """The training split in a fixed order, with sample indices: for computing teacher outputs once."""
-        return self._loader("train", shuffle=False, with_index=True)
-
-    def fingerprint(self) -> dict[str, Any]:
+    def data_fingerprint(self) -> dict[str, Any]:
         """What determines the tokenized training data (JSON-able): files with their sha256, tokenizer, settings."""
         return {
             "files": {split: _file_fingerprint(path) for split, path in self.files.items() if path},

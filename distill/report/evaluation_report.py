@@ -189,9 +189,7 @@ def _per_sample_values(
         return per_sample_losses(module, loader)
     finally:
         # the module registered forward hooks for terms that read features and froze the teacher: undo both
-        for capture in (module._student_capture, module._teacher_capture):
-            if capture is not None:
-                capture.remove()
+        module.remove_hooks()
         for parameter, flag in zip(teacher.parameters(), teacher_requires_grad):
             parameter.requires_grad_(flag)
         teacher.train(teacher_training)

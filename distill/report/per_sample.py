@@ -103,9 +103,7 @@ def per_sample_losses(module: DistillationModule, dataloader: Any) -> dict[str, 
     finally:
         student.train(modes[0])
         teacher.train(modes[1])
-        for capture in (getattr(module, "_student_capture", None), getattr(module, "_teacher_capture", None)):
-            if capture is not None:
-                capture.clear()  # drop the activations the feature hooks kept from the last batch
+        module.discard_captured_features()  # drop the activations the feature hooks kept from the last batch
     if not columns:
         raise DistillError("per_sample_losses: the data loader yielded no batches")
     order = ["index", "label", "student_pred", "teacher_pred", "disagreement"]

@@ -210,3 +210,57 @@ def plot_reliability(bins_by_model: Mapping[str, Mapping[str, Any]], out_png: st
             ax.grid(alpha=0.3)
         figure.suptitle("Reliability diagrams")
         return _save(figure, out_png)
+
+
+def gradient_statistics_series(metrics_csv: str | Path) -> dict[str, dict[int, float]]:
+    """``{column: {step: value}}`` for the ``train/grad_var/``, ``train/grad_cos/`` and ``train/grad_ratio/`` columns.
+
+    These are written by :class:`~distill.diagnostics.GradientStatistics` every N steps; rows
+    without a value (the steps in between) are skipped.
+    """
+    columns, rows = _read_csv_log(metrics_csv)
+    series: dict[str, dict[int, float]] = {}
+    for column in columns:
+        if column.startswith(("train/grad_var/", "train/grad_cos/", "train/grad_ratio/")):
+            values = {int(s): v for row in rows if (v := _number(row.get(column))) is not None
+                      and (s := _number(row.get("step"))) is not None}
+            if values:
+                series[column] = dict(sorted(values.items()))
+    return series
+
+
+def plot_gradient_statistics(metrics_csv: str | Path, out_png: str | Path) -> Path:
+    """Draw the gradient diagnostics per step next to the learning curves: variances (left), cosines (right).
+
+    Left: each term's per-sample gradient variance (log scale). Right: the cosine
+    between each pair of terms' gradients, with 0 marked (below it, they pull
+    against each other). Returns the PNG's path.
+    """
+    series = gradient_statistics_series(metrics_csv)
+    variances = {k.removeprefix("train/grad_var/"): v for k, v in series.items() if k.startswith("train/grad_var/")}
+    cosines = {k.removeprefix("train/grad_cos/"): v for k, v in series.items() if k.startswith("train/grad_cos/")}
+    if not variances and not cosines:
+        raise DistillError(
+            f"plot_gradient_statistics: {metrics_csv} holds no gradient statistics; "
+            "train with diagnostics.gradients.every_n_steps=N"
+        )
+    with matplotlib.rc_context(_STYLE):
+        figure = _new_figure(12, 4.4)
+        var_ax, cos_ax = figure.subplots(1, 2)
+        for name, values in variances.items():
+            var_ax.plot(list(values), list(values.values()), "-", marker="o", markersize=3, label=name)
+        if variances and min(v for s in variances.values() for v in s.values()) > 0:
+            var_ax.set_yscale("log")
+        var_ax.set_title("Per-sample gradient variance per term")
+        for name, values in cosines.items():
+            cos_ax.plot(list(values), list(values.values()), "-", marker="o", markersize=3, label=name.replace("__", " vs "))
+        cos_ax.axhline(0.0, color="black", linewidth=1.0)
+        cos_ax.set_ylim(-1.05, 1.05)
+        cos_ax.set_title("Cosine between terms' gradients")
+        for ax, values in ((var_ax, variances), (cos_ax, cosines)):
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+            if values:
+                ax.legend(loc="best")
+        figure.suptitle("Gradient diagnostics")
+        return _save(figure, out_png)

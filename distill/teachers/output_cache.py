@@ -30,7 +30,7 @@ import torch
 from filelock import FileLock
 from torch import Tensor, nn
 
-from distill.batch import forward_logits, split_batch
+from distill.batch import Batch, forward_logits, split_batch
 from distill.errors import DistillError
 from distill.features import FeatureCapture
 from distill.io import _umask, atomic_write_text
@@ -46,7 +46,9 @@ class TeacherOutputCache:
     """Read-only, memory-mapped teacher outputs for the samples ``0 .. num_samples-1``.
 
     Build or open one with :meth:`open_or_build`. :meth:`read` returns the
-    logits and features of a batch by sample index.
+    logits and features of a batch by sample index; :meth:`prefetch` and
+    :meth:`outputs` serve a training step the way the live teacher does
+    (:class:`~distill.teachers.live_teacher.TeacherOnBatch`).
     """
 
     def __init__(self, directory: Path, meta: Mapping[str, Any]) -> None:
@@ -79,6 +81,22 @@ class TeacherOutputCache:
         logits = torch.from_numpy(self.logits[rows])
         features = {layer: torch.from_numpy(array[rows]) for layer, array in self.features.items()}
         return logits, features
+
+    def prefetch(self, index: Tensor | None) -> None:
+        """Read the rows of the next batch while its indices are still on the host (no host sync on a GPU)."""
+        self._prefetched = None if index is None else self.read(index)
+
+    def outputs(self, parts: Batch, device: torch.device, first_batch: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
+        """The cached logits and features of the batch's samples, on ``device`` (prefetched rows when there are)."""
+        if parts.index is None:
+            raise DistillError(
+                "training with a teacher-output cache needs sample indices in each training batch; "
+                "build the data module with with_index=True"
+            )
+        rows, self._prefetched = getattr(self, "_prefetched", None), None
+        logits, features = rows if rows is not None else self.read(parts.index)
+        moved = {layer: value.to(device, non_blocking=True) for layer, value in features.items()}
+        return logits.to(device, non_blocking=True), moved
 
     # -- building and opening ------------------------------------------------------
     @classmethod
