@@ -41,4 +41,4 @@ def test_every_mnist1d_recipe_builds_its_data_loss_optimizer_and_augmentation(ex
 @pytest.mark.parametrize("name, kind", [("mixup", Mixup), ("cutmix", CutMix), ("crop_flip", RandomCropFlip)])
 def test_the_augment_group_names_what_a_user_would_guess(name, kind):
     assert isinstance(instantiate(composed(f"augment={name}").augment), kind)
-    assert composed().augment is None
+    assert composed().get("augment") is None  # off by default
