@@ -42,3 +42,27 @@ def test_every_mnist1d_recipe_builds_its_data_loss_optimizer_and_augmentation(ex
 def test_the_augment_group_names_what_a_user_would_guess(name, kind):
     assert isinstance(instantiate(composed(f"augment={name}").augment), kind)
     assert composed().get("augment") is None  # off by default
+
+
+def test_quick_uses_a_pair_that_learns_in_two_epochs():
+    cfg = composed("experiment=quick")
+    assert (cfg.teacher.name, cfg.student.name) == ("resnet14", "resnet8")
+    assert cfg.trainer.max_epochs == cfg.teacher.train.epochs == 2 and cfg.optimizer.lr == 0.05
+
+
+@pytest.mark.slow  # a whole smoke run: teacher and student trained, both tested (1-2 min on a quiet 2-core CPU)
+def test_the_quick_smoke_run_ends_with_a_student_well_above_chance(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "distill.run", "experiment=quick", "trainer.enable_progress_bar=false",
+         f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=1800, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    # chance on digits is 10 %; the previous quick pair ended there
+    assert summary["student"]["test_accuracy"] > 0.5
+    assert summary["teacher"]["test_accuracy"] > 0.5
