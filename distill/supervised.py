@@ -12,6 +12,7 @@ from torchmetrics import MeanMetric
 from distill.batch import forward_logits, forward_logits_checked, split_batch
 from distill.errors import DistillError
 from distill.losses.functional import masked_bce_with_logits
+from distill.partial_labels import IGNORE_INDEX
 from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
 
 
@@ -22,7 +23,9 @@ MISSING_TARGET = -1.0
 def _task_loss(logits: Tensor, labels: Tensor) -> Tensor:
     if labels.is_floating_point():
         return masked_bce_with_logits(logits, labels.to(logits.dtype), MISSING_TARGET)
-    return F.cross_entropy(logits.float(), labels)
+    if not bool((labels != IGNORE_INDEX).any()):  # a partly-labelled batch without any label
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
 
 
 class SupervisedModule(L.LightningModule):

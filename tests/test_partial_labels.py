@@ -108,3 +108,15 @@ def test_labels_minus_100_pass_the_first_batch_label_check_and_a_real_bad_label_
     m._check_outputs(StepOutputs(student=torch.randn(2, 3), labels=torch.tensor([-100, 2])), None)
     with pytest.raises(DistillError, match="labels range"):
         m._check_outputs(StepOutputs(student=torch.randn(2, 3), labels=torch.tensor([-100, 3])), None)
+
+
+def test_a_teacher_trained_first_on_a_batch_without_labels_gets_a_zero_loss_not_nan():
+    from distill.supervised import _task_loss
+
+    logits = torch.randn(3, 4, requires_grad=True)
+    value = _task_loss(logits, torch.full((3,), -100))
+    assert value.item() == 0.0
+    value.backward()
+    assert torch.equal(logits.grad, torch.zeros(3, 4))
+    labels = torch.tensor([1, -100, 2])
+    assert _task_loss(logits, labels).item() == pytest.approx(F.cross_entropy(logits[[0, 2]], labels[[0, 2]]).item())
