@@ -17,6 +17,7 @@ from distill.features import FeatureCapture
 from distill.losses.base import LossTerm, StepOutputs
 from distill.models.casting import CastInputs
 from distill.models.fingerprint import weights_sha256
+from distill.non_finite import NonFiniteLossGuard
 from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
 from distill.rng import rng_states, set_rng_states
 from distill.teachers.ensemble import TeacherEnsemble
@@ -99,6 +100,7 @@ class DistillationModule(L.LightningModule):
         )
         self._outputs_checked = False
         self._teacher_acc_logged = False
+        self._non_finite = NonFiniteLossGuard()
         for stage in ("val", "test"):
             for metric in ("acc", "teacher_acc", "agreement"):
                 setattr(self, f"{stage}_{metric}", MeanMetric())
@@ -260,20 +262,27 @@ class DistillationModule(L.LightningModule):
         outputs = self._run_models(batch, with_teacher=self.needs_teacher, from_cache=True)
         values = self._loss_terms(outputs, skip_unlabeled=False)
         total = self._total(values)
-        if not torch.isfinite(total.detach()):
-            bad = [n for n, v in values.items() if not torch.isfinite(v.detach())] or ["total"]
-            raise DistillError(
-                f"loss term(s) {', '.join(bad)} became non-finite at step {self.global_step} "
-                f"(epoch {self.current_epoch}); lower the learning rate, check the inputs, "
-                "or clip gradients (trainer.gradient_clip_val=1.0)"
-            )
+        # on an accelerator the check reads back to the host only at logging steps (see NonFiniteLossGuard)
+        self._non_finite.update(values, total, self.global_step, self.current_epoch)
         batch_size = len(outputs.student)
         if self.log_grad_norms:
             self._log_term_grad_norms(values, batch_size)
         self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
-        for name, value in values.items():
-            self.log(f"train/loss/{name}", value, batch_size=batch_size)
+        # each self.log costs Lightning's bookkeeping; the loggers write the terms only every
+        # log_every_n_steps, so they are logged on those steps (and the epoch's last, for the
+        # epoch-end metrics) alone
+        if self._is_logging_step():
+            self._non_finite.raise_if_seen()
+            for name, value in values.items():
+                self.log(f"train/loss/{name}", value, batch_size=batch_size)
         return total
+
+    def _is_logging_step(self) -> bool:
+        """Whether the loggers write this step's values (Lightning's test, every ``log_every_n_steps``) or the epoch ends."""
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        return bool(trainer._logger_connector.should_update_logs or trainer.fast_dev_run or trainer.is_last_batch)
 
     def _log_term_grad_norms(self, values: Mapping[str, Tensor], batch_size: int) -> None:
         params = [p for p in self.student.parameters() if p.requires_grad]
@@ -317,6 +326,12 @@ class DistillationModule(L.LightningModule):
                 teacher_acc = getattr(self, f"{stage}_teacher_acc")
                 teacher_acc.update((teacher_pred == labels).float())
                 self.log(f"{stage}/teacher_acc", teacher_acc, batch_size=batch_size)
+
+    def on_validation_start(self) -> None:
+        self._non_finite.raise_if_seen()  # before a checkpoint can keep non-finite weights
+
+    def on_train_end(self) -> None:
+        self._non_finite.raise_if_seen()
 
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:
