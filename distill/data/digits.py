@@ -33,6 +33,8 @@ class DigitsDataModule(ClassificationDataModule):
         labels: ``False`` drops the labels of the training split, for distillation
             without labels; validation and test keep theirs, to measure the result.
         with_index: also yield each sample's index within its split.
+        in_memory: draw batches by indexing the split's tensors (no DataLoader); the
+            same batches as the DataLoader for the same seed.
     """
 
     name = "digits"
@@ -49,8 +51,9 @@ class DigitsDataModule(ClassificationDataModule):
         split_seed: int = 0,
         labels: bool = True,
         with_index: bool = False,
+        in_memory: bool = False,
     ) -> None:
-        super().__init__(batch_size, num_workers, labels, with_index)
+        super().__init__(batch_size, num_workers, labels, with_index, in_memory)
         self.image_size = check_int("image_size", image_size, 8)
         self.channels = check_int("channels", channels, 1)
         if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
