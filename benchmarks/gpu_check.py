@@ -281,17 +281,25 @@ def plan(pairs: list[tuple[str, str]], precisions: list[str], compile: bool) -> 
 
 
 def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_key = {(r["teacher"], r["student"], r["contender"], r["precision"]): r["seconds_per_step"] for r in results}
+    """Step time of each contender over its reference's at the same pair and precision (and peak device memory)."""
+    by_key = {(r["teacher"], r["student"], r["contender"], r["precision"]): r for r in results}
     rows = []
-    for (teacher, student, contender, precision), seconds in by_key.items():
+    for (teacher, student, contender, precision), result in by_key.items():
         denominator = {"distill": "hand", "distill_cached": "student_only"}.get(contender)
         if denominator is None and contender.startswith("distill_"):
             denominator = "distill"
         other = by_key.get((teacher, student, denominator, precision))
-        if other:
+        if other is None:
+            continue
+        pair = f"{teacher}->{student}"
+        rows.append({
+            "pair": pair, "precision": precision, "ratio": f"{contender}/{denominator}",
+            "value": result["seconds_per_step"] / other["seconds_per_step"],
+        })
+        if result.get("peak_device_mb") and other.get("peak_device_mb"):
             rows.append({
-                "pair": f"{teacher}->{student}", "precision": precision,
-                "ratio": f"{contender}/{denominator}", "value": seconds / other,
+                "pair": pair, "precision": precision, "ratio": f"{contender}/{denominator} (peak device memory)",
+                "value": result["peak_device_mb"] / other["peak_device_mb"],
             })
     return rows
 

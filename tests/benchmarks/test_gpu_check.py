@@ -38,16 +38,20 @@ def test_plan_covers_every_path():
 
 
 def test_ratios_pair_each_contender_with_its_reference():
-    def result(contender, precision, seconds):
-        return {"teacher": "t", "student": "s", "contender": contender, "precision": precision, "seconds_per_step": seconds}
+    def result(contender, precision, seconds, memory=None):
+        return {
+            "teacher": "t", "student": "s", "contender": contender, "precision": precision,
+            "seconds_per_step": seconds, "peak_device_mb": memory,
+        }
 
     rows = gpu_check.ratios([
-        result("hand", "32-true", 0.10), result("distill", "32-true", 0.11),
+        result("hand", "32-true", 0.10, 1000.0), result("distill", "32-true", 0.11, 1050.0),
         result("student_only", "32-true", 0.05), result("distill_cached", "32-true", 0.06),
         result("distill_compile", "32-true", 0.088), result("distill", "bf16-mixed", 0.2),  # no bf16 hand: no ratio
     ])
     assert {(r["ratio"], r["precision"]): r["value"] for r in rows} == {
         ("distill/hand", "32-true"): pytest.approx(1.1),
+        ("distill/hand (peak device memory)", "32-true"): pytest.approx(1.05),
         ("distill_cached/student_only", "32-true"): pytest.approx(1.2),
         ("distill_compile/distill", "32-true"): pytest.approx(0.8),
     }
