@@ -100,6 +100,7 @@ class DistillationModule(L.LightningModule):
         )
         self._outputs_checked = False
         self._teacher_acc_logged = False
+        self._updated_metrics: dict[str, set[str]] = {}  # by stage: the metric objects updated this epoch
         self._non_finite = NonFiniteLossGuard()
         for stage in ("val", "test"):
             for metric in ("acc", "teacher_acc", "agreement"):
@@ -310,22 +311,26 @@ class DistillationModule(L.LightningModule):
         for name, value in values.items():
             self.log(f"{stage}/loss/{name}", value, batch_size=batch_size, sync_dist=True)
 
+        # the metric objects are updated per batch and logged once, at the epoch's end (one
+        # self.log each instead of one per batch); they sync over DDP ranks themselves
         student_pred = outputs.student.argmax(self.class_dim)
         teacher_pred = outputs.teacher.argmax(self.class_dim)
+        updated = self._updated_metrics.setdefault(stage, set())
         if student_pred.shape == teacher_pred.shape:
-            agreement = getattr(self, f"{stage}_agreement")
-            agreement.update((student_pred == teacher_pred).float())
-            self.log(f"{stage}/agreement", agreement, batch_size=batch_size)
+            getattr(self, f"{stage}_agreement").update((student_pred == teacher_pred).float())
+            updated.add("agreement")
         labels = outputs.labels
         if labels is not None and labels.shape == student_pred.shape and not labels.is_floating_point():
-            acc = getattr(self, f"{stage}_acc")
-            acc.update((student_pred == labels).float())
-            self.log(f"{stage}/acc", acc, prog_bar=stage == "val", batch_size=batch_size)
+            getattr(self, f"{stage}_acc").update((student_pred == labels).float())
+            updated.add("acc")
             # the teacher's accuracy only checks that the right teacher was loaded: log it once
             if stage == "test" or not self._teacher_acc_logged:
-                teacher_acc = getattr(self, f"{stage}_teacher_acc")
-                teacher_acc.update((teacher_pred == labels).float())
-                self.log(f"{stage}/teacher_acc", teacher_acc, batch_size=batch_size)
+                getattr(self, f"{stage}_teacher_acc").update((teacher_pred == labels).float())
+                updated.add("teacher_acc")
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        for name in sorted(self._updated_metrics.pop(stage, ())):
+            self.log(f"{stage}/{name}", getattr(self, f"{stage}_{name}"), prog_bar=stage == "val" and name == "acc")
 
     def on_validation_start(self) -> None:
         self._non_finite.raise_if_seen()  # before a checkpoint can keep non-finite weights
@@ -334,8 +339,12 @@ class DistillationModule(L.LightningModule):
         self._non_finite.raise_if_seen()
 
     def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
         if not self.trainer.sanity_checking:
             self._teacher_acc_logged = True
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
 
     # -- teacher integrity -------------------------------------------------------
     def on_train_start(self) -> None:
