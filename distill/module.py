@@ -22,7 +22,8 @@ from distill.features import FeatureCapture
 from distill.first_batch_checks import check_first_batch
 from distill.losses.base import LossTerm, StepOutputs
 from distill.models.fingerprint import weights_sha256
-from distill.partial_labels import IGNORE_INDEX, outputs_for_term
+from distill.non_finite import NonFiniteLossGuard
+from distill.partial_labels import outputs_for_term
 from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
 from distill.rng import rng_states, set_rng_states
 from distill.teachers.ensemble import TeacherEnsemble
@@ -124,6 +125,8 @@ class DistillationModule(L.LightningModule):
         )
         self._checked: set[str] = set()  # "train" and "eval": the first batch of each is checked
         self._teacher_acc_logged = False
+        self._updated_metrics: dict[str, set[str]] = {}  # by stage: the metric objects updated this epoch
+        self._non_finite = NonFiniteLossGuard()
         for stage in ("val", "test"):
             for metric in ("acc", "teacher_acc", "agreement"):
                 setattr(self, f"{stage}_{metric}", MeanMetric())
@@ -267,20 +270,27 @@ class DistillationModule(L.LightningModule):
         outputs = self._run_models(batch, with_teacher=self.needs_teacher, from_cache=True)
         values = self._loss_terms(outputs, skip_unlabeled=False, mixed_labels=_mixes_labels(self.batch_augment))
         total = self._total(values)
-        if not torch.isfinite(total.detach()):
-            bad = [n for n, v in values.items() if not torch.isfinite(v.detach())] or ["total"]
-            raise DistillError(
-                f"loss term(s) {', '.join(bad)} became non-finite at step {self.global_step} "
-                f"(epoch {self.current_epoch}); lower the learning rate, check the inputs, "
-                "or clip gradients (trainer.gradient_clip_val=1.0)"
-            )
+        # on an accelerator the check reads back to the host only at logging steps (see NonFiniteLossGuard)
+        self._non_finite.update(values, total, self.global_step, self.current_epoch)
         batch_size = len(outputs.student)
         if self.record_steps:  # for the gradient diagnostics, which run before the backward pass
             self.last_step = (outputs, values)
         self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
-        for name, value in values.items():
-            self.log(f"train/loss/{name}", value, batch_size=batch_size)
+        # each self.log costs Lightning's bookkeeping; the loggers write the terms only every
+        # log_every_n_steps, so they are logged on those steps (and the epoch's last, for the
+        # epoch-end metrics) alone
+        if self._is_logging_step():
+            self._non_finite.raise_if_seen()
+            for name, value in values.items():
+                self.log(f"train/loss/{name}", value, batch_size=batch_size)
         return total
+
+    def _is_logging_step(self) -> bool:
+        """Whether the loggers write this step's values (Lightning's test, every ``log_every_n_steps``) or the epoch ends."""
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        return bool(trainer._logger_connector.should_update_logs or trainer.fast_dev_run or trainer.is_last_batch)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -298,26 +308,40 @@ class DistillationModule(L.LightningModule):
         for name, value in values.items():
             self.log(f"{stage}/loss/{name}", value, batch_size=batch_size, sync_dist=True)
 
+        # the metric objects are updated per batch and logged once, at the epoch's end (one
+        # self.log each instead of one per batch); they sync over DDP ranks themselves
         student_pred = outputs.student.argmax(self.class_dim)
         teacher_pred = outputs.teacher.argmax(self.class_dim)
+        updated = self._updated_metrics.setdefault(stage, set())
         if student_pred.shape == teacher_pred.shape:
-            agreement = getattr(self, f"{stage}_agreement")
-            agreement.update((student_pred == teacher_pred).float())
-            self.log(f"{stage}/agreement", agreement, batch_size=batch_size)
+            getattr(self, f"{stage}_agreement").update((student_pred == teacher_pred).float())
+            updated.add("agreement")
         labels = outputs.labels
         if labels is not None and labels.shape == student_pred.shape and not labels.is_floating_point():
-            acc = getattr(self, f"{stage}_acc")
-            acc.update((student_pred == labels).float())
-            self.log(f"{stage}/acc", acc, prog_bar=stage == "val", batch_size=batch_size)
+            getattr(self, f"{stage}_acc").update((student_pred == labels).float())
+            updated.add("acc")
             # the teacher's accuracy only checks that the right teacher was loaded: log it once
             if stage == "test" or not self._teacher_acc_logged:
-                teacher_acc = getattr(self, f"{stage}_teacher_acc")
-                teacher_acc.update((teacher_pred == labels).float())
-                self.log(f"{stage}/teacher_acc", teacher_acc, batch_size=batch_size)
+                getattr(self, f"{stage}_teacher_acc").update((teacher_pred == labels).float())
+                updated.add("teacher_acc")
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        for name in sorted(self._updated_metrics.pop(stage, ())):
+            self.log(f"{stage}/{name}", getattr(self, f"{stage}_{name}"), prog_bar=stage == "val" and name == "acc")
+
+    def on_validation_start(self) -> None:
+        self._non_finite.raise_if_seen()  # before a checkpoint can keep non-finite weights
+
+    def on_train_end(self) -> None:
+        self._non_finite.raise_if_seen()
 
     def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
         if not self.trainer.sanity_checking:
             self._teacher_acc_logged = True
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
 
     # -- teacher integrity -------------------------------------------------------
     def on_train_start(self) -> None:

@@ -450,3 +450,57 @@ def test_cached_rows_are_read_before_the_batch_moves_to_the_device(make_cnn, fas
     fast_trainer(max_epochs=1).fit(module, train_dataloaders=_indexed_loader())
     # one lookup per training step (40 samples, batches of 8), each from the host-side hook
     assert callers == [("on_before_batch_transfer", "cpu")] * 5
+
+
+def test_terms_are_logged_on_the_loggers_steps_only(make_cnn, fast_trainer, data, tmp_path, monkeypatch):
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD(), "ce": CrossEntropy()})
+    logged_steps = []
+    original = module.log
+
+    def spy(name, *args, **kwargs):
+        if name == "train/loss/kd":
+            logged_steps.append(module.global_step)
+        return original(name, *args, **kwargs)
+
+    monkeypatch.setattr(module, "log", spy)
+    logger = CSVLogger(tmp_path, name="logs", version="")
+    loader = DataLoader(TensorDataset(*data), batch_size=8)  # 6 steps
+    fit(module, fast_trainer(logger=logger, log_every_n_steps=2), loader)
+    rows = list(csv.DictReader(open(tmp_path / "logs" / "metrics.csv")))
+    written = [int(r["step"]) for r in rows if r.get("train/loss/kd")]
+    # Lightning writes steps 1, 3, 5 (every second one); the terms are logged on exactly those
+    assert written == [int(r["step"]) for r in rows if r.get("train/loss")] == [1, 3, 5]
+    assert logged_steps == written
+
+
+def test_terms_are_also_logged_on_the_epochs_last_step(make_cnn, fast_trainer, data, monkeypatch):
+    module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD(), "ce": CrossEntropy()})
+    logged_steps = []
+    original = module.log
+
+    def spy(name, *args, **kwargs):
+        if name == "train/loss/ce":
+            logged_steps.append(module.global_step)
+        return original(name, *args, **kwargs)
+
+    monkeypatch.setattr(module, "log", spy)
+    loader = DataLoader(TensorDataset(*data), batch_size=16)  # 3 steps an epoch
+    fit(module, fast_trainer(max_epochs=2, log_every_n_steps=4), loader)
+    assert logged_steps == [2, 3, 5]  # the ends of epochs 0 and 1, and step 3 (the 4th)
+
+
+def test_non_finite_loss_under_a_trainer_with_a_deferred_check(make_cnn, fast_trainer, data):
+    from distill.non_finite import NonFiniteLossGuard
+
+    module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD(), "ce": CrossEntropy()})
+    module._non_finite = NonFiniteLossGuard(defer=True)  # as on an accelerator
+    x, y = data[0].clone(), data[1]
+    x[8, 0, 0, 0] = float("nan")  # in the second batch (no shuffling)
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)
+    # recorded on step 1, read back at the next logging step (step 3 with log_every_n_steps=4)
+    with pytest.raises(DistillError, match=r"kd, ce became non-finite at step 1 \(epoch 0\)"):
+        fit(module, fast_trainer(log_every_n_steps=4), loader)

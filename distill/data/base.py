@@ -10,6 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
+from distill.data.in_memory import InMemoryLoader
 from distill.data.indexed import IndexedDataset
 from distill.errors import DistillError
 
@@ -79,6 +80,10 @@ class DistillDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
         num_workers: data-loader worker processes (0 loads in the main process).
         labels: ``False`` yields inputs only, for distillation without labels.
         with_index: also yield each sample's index within its split.
+        in_memory: keep each split whole as tensors (on the training device) and draw
+            batches by indexing them (:class:`~distill.data.in_memory.InMemoryLoader`),
+            with augmentation done on the batch (``batch_train_transform``); for data
+            sets held as tensors that fit in memory. Not under DDP.
     """
 
     #: the data set's name in fingerprints
@@ -90,12 +95,15 @@ class DistillDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
     unlabeled: Any = None
     unlabeled_fraction: float | None = None
 
-    def __init__(self, batch_size: int, num_workers: int, labels: bool, with_index: bool) -> None:
+    def __init__(
+        self, batch_size: int, num_workers: int, labels: bool, with_index: bool, in_memory: bool = False
+    ) -> None:
         super().__init__()
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.num_workers = check_int("num_workers", num_workers, 0)
         self.labels = check_bool("labels", labels)
         self.with_index = check_bool("with_index", with_index)
+        self.in_memory = check_bool("in_memory", in_memory)
         #: the data sets by split name, filled by :meth:`setup`
         self.splits: dict[str, Dataset] = {}
 
@@ -172,11 +180,16 @@ class ClassificationDataModule(DistillDataModule):
 
     train_transform: Callable[[Any], Any] | None = None
     eval_transform: Callable[[Any], Any] | None = None
+    #: the train transform applied to a whole batch tensor (with ``in_memory``; ``None``: the
+    #: eval transform, which must then take batches too)
+    batch_train_transform: Callable[[Any], Any] | None = None
 
     def make_loader(self, split: str, shuffle: bool, with_index: bool, for_cache: bool = False) -> DataLoader:
         # outside a Trainer (evaluation, the teacher-output cache) nobody else prepares the data
         self.prepare_data()
         self.setup()
+        if self.in_memory and not for_cache:  # the teacher-output cache's loader stays a DataLoader
+            return self._in_memory_loader(split, shuffle, with_index)
         transform = self.train_transform if split == "train" and not for_cache else self.eval_transform
         return DataLoader(
             # labels=False trains on inputs only; validation and test keep theirs to measure the student
@@ -185,4 +198,38 @@ class ClassificationDataModule(DistillDataModule):
             shuffle=shuffle,
             num_workers=self.num_workers,
             persistent_workers=not for_cache and self.num_workers > 0,
+        )
+
+    def _in_memory_loader(self, split: str, shuffle: bool, with_index: bool) -> InMemoryLoader:
+        from distill.data.tensor_dataset import TensorClassificationDataset
+
+        data = self.splits[split]
+        if not isinstance(data, TensorClassificationDataset):
+            raise DistillError(
+                f"data.in_memory=true needs the splits held as tensors, but {self.name or type(self).__name__}'s "
+                f"{split} split is a {type(data).__name__}; set data.in_memory=false"
+            )
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            raise DistillError(
+                f"data.in_memory=true does not shard the data over {trainer.world_size} processes; "
+                "set data.in_memory=false under DDP"
+            )
+        transform = self.eval_transform
+        if split == "train" and self.random_augmentation:
+            if self.batch_train_transform is None:
+                raise DistillError(
+                    f"data.in_memory=true has no batch form of {self.name or type(self).__name__}'s augmentation; "
+                    "set data.augment=false or data.in_memory=false"
+                )
+            transform = self.batch_train_transform
+        return InMemoryLoader(
+            data.inputs,
+            data.labels,
+            self.batch_size,
+            shuffle=shuffle,
+            transform=transform,
+            labels_out=self.labels or split != "train",
+            with_index=with_index,
+            device=trainer.strategy.root_device if trainer is not None else "cpu",
         )

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from distill.data.base import ClassificationDataModule, check_bool, check_int
+from distill.data.batch_crop_flip import BatchRandomCropFlip
 from distill.data.cifar_files import (
     CIFAR10_FILES,
     CIFAR100_FILES,
@@ -44,8 +45,9 @@ class CIFARDataModule(ClassificationDataModule):
         image_size: int = 32,
         labels: bool = True,
         with_index: bool = False,
+        in_memory: bool = False,
     ) -> None:
-        super().__init__(batch_size, num_workers, labels, with_index)
+        super().__init__(batch_size, num_workers, labels, with_index, in_memory)
         self.root = Path(os.fspath(root)).expanduser().resolve()
         self.download = check_bool("download", download)
         self.augment = check_bool("augment", augment)
@@ -65,6 +67,8 @@ class CIFARDataModule(ClassificationDataModule):
             if self.augment
             else self.eval_transform
         )
+        # with data.in_memory=true: the same steps on a whole uint8 batch
+        self.batch_train_transform = v2.Compose([BatchRandomCropFlip(padding=4), *to_input])
 
     def prepare_data(self) -> None:
         if self.download:
@@ -134,6 +138,9 @@ class CIFAR10DataModule(CIFARDataModule):
             augmentation when not 32).
         labels: ``False`` yields inputs only, for distillation without labels.
         with_index: also yield each sample's index within its split.
+        in_memory: keep the uint8 images whole as tensors (on the training device) and
+            draw batches by indexing, cropping and flipping the whole batch at once
+            (the same distribution as per-image augmentation, not the same draws).
     """
 
     name = "cifar10"

@@ -36,6 +36,8 @@ class DigitsDataModule(ClassificationDataModule):
         with_index: also yield each sample's index within its split.
         unlabeled, unlabeled_fraction: an optional pool of unlabelled training inputs and its
             share of each batch (:mod:`distill.data.unlabeled`).
+        in_memory: draw batches by indexing the split's tensors (no DataLoader); the
+            same batches as the DataLoader for the same seed.
     """
 
     name = "digits"
@@ -54,8 +56,9 @@ class DigitsDataModule(ClassificationDataModule):
         with_index: bool = False,
         unlabeled: Any = None,
         unlabeled_fraction: float | None = None,
+        in_memory: bool = False,
     ) -> None:
-        super().__init__(batch_size, num_workers, labels, with_index)
+        super().__init__(batch_size, num_workers, labels, with_index, in_memory)
         attach_pool(self, unlabeled, unlabeled_fraction)
         self.image_size = check_int("image_size", image_size, 8)
         self.channels = check_int("channels", channels, 1)
