@@ -104,10 +104,12 @@ def test_the_teacher_output_cache_and_batch_augmentation_are_refused_together():
 
 
 def test_labels_minus_100_pass_the_first_batch_label_check_and_a_real_bad_label_still_fails():
+    from distill.first_batch_checks import check_first_batch
+
     m, _, _ = module()
-    m._check_outputs(StepOutputs(student=torch.randn(2, 3), labels=torch.tensor([-100, 2])), None)
+    check_first_batch(StepOutputs(student=torch.randn(2, 3), labels=torch.tensor([-100, 2])), m.loss_terms, 1)
     with pytest.raises(DistillError, match="labels range"):
-        m._check_outputs(StepOutputs(student=torch.randn(2, 3), labels=torch.tensor([-100, 3])), None)
+        check_first_batch(StepOutputs(student=torch.randn(2, 3), labels=torch.tensor([-100, 3])), m.loss_terms, 1)
 
 
 def test_a_teacher_trained_first_on_a_batch_without_labels_gets_a_zero_loss_not_nan():
