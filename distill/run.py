@@ -33,6 +33,8 @@ from omegaconf.errors import MissingMandatoryValue
 from torch import nn
 
 from distill.checkpoint_io import AtomicCheckpointIO
+from distill.cli.config_checks import check_batch_size, check_buildable, check_config
+from distill.cli.resume_checks import resume_checkpoint, sigterm_advice
 from distill.cli_overrides import check_group_overrides, check_output_dir
 from distill.errors import DistillError
 from distill.io import atomic_torch_save, atomic_write_text
@@ -63,6 +65,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one distillation job described by ``cfg``; return its summary."""
     started = time.perf_counter()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    check_config(cfg)  # every value by type and range, before anything is built
     L.seed_everything(cfg.seed, workers=True)
     # everything that can be wrong in the config fails here, before any training
     datamodule = instantiate(cfg.data)
@@ -71,7 +74,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     _check_labels_for(loss, cfg)
     _check_teacher_names(cfg.teacher)
     check_model_name(cfg.student.name)
+    with torch.random.fork_rng(devices=[]):  # built now from the seed; the teacher's random draws stay as they were
+        torch.manual_seed(cfg.seed)
+        student = build_model(cfg.student.name, num_classes, **_options(cfg.student))
     _make_trainer(cfg, logger=False, callbacks=[], enable_checkpointing=False)  # trainer settings
+    check_buildable(cfg, student)  # optimizers, schedules, callbacks: built once now, not after the teacher trained
+    _logger(cfg, None)  # a logger whose package is missing fails now too
+    check_batch_size(cfg, datamodule)
+    resume_path = resume_checkpoint(cfg, run_dir, student)
     if any(term.needs_index for term in loss.values()) and not getattr(datamodule, "with_index", True):
         log.info("A loss term reads sample indices: the data module adds them to each batch")
         datamodule.with_index = True
@@ -80,7 +90,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     teacher_outputs = _teacher_outputs(cfg, datamodule, teacher.model, loss) if cfg.teacher.get("cache") else None
     # seed again so the student starts the same whether the teacher was trained now or loaded
     L.seed_everything(cfg.seed, workers=True)
-    student = build_model(cfg.student.name, num_classes, **_options(cfg.student))
     if cfg.get("channels_last"):
         for model in (student, teacher.model):
             model.to(memory_format=torch.channels_last)
@@ -97,7 +106,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         teacher_outputs=teacher_outputs,
         teacher_dtype=cfg.teacher.get("dtype"),
     )
-    resume_from = _resume_from(cfg, run_dir, module)
+    resume_from = _resume_from(resume_path, module)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     trainer = _make_trainer(cfg, callbacks=callbacks, logger=_logger(cfg, resume_from), plugins=[AtomicCheckpointIO()])
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
@@ -182,18 +191,9 @@ def _teacher_outputs(cfg: DictConfig, datamodule: Any, teacher: nn.Module, loss:
         teacher.to("cpu")
 
 
-def _resume_from(cfg: DictConfig, run_dir: Path, module: DistillationModule) -> str | None:
+def _resume_from(path: Path | None, module: DistillationModule) -> str | None:
     """The checkpoint to continue from, checked to belong to this teacher; None for a fresh start."""
-    if cfg.get("ckpt_path"):
-        path = Path(cfg.ckpt_path).expanduser()
-    elif cfg.get("resume"):
-        path = run_dir / "checkpoints" / "last.ckpt"
-        if not path.is_file():
-            raise DistillError(
-                f"resume=true but {path} does not exist; point hydra.run.dir at the run to continue "
-                "(the directory that holds checkpoints/last.ckpt) or give ckpt_path=PATH"
-            )
-    else:
+    if path is None:
         return None
     recorded = read_checkpoint(path).get("distill", {}).get("teacher_sha256")
     if recorded and recorded != module.teacher_sha256:
@@ -454,7 +454,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         summary = run(cfg)
     except SIGTERMException:
-        print("stopped by SIGTERM; resume with resume=true in the same run directory", file=sys.stderr)
+        print(sigterm_advice(Path(HydraConfig.get().runtime.output_dir)), file=sys.stderr)
         sys.exit(143)
     except MissingMandatoryValue as error:  # a ??? in the config that the command line did not fill
         _fail(DistillError(f"{error.full_key} is not set; give {error.full_key}=... on the command line"))

@@ -122,6 +122,8 @@ class ClassificationDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
             IndexedDataset(self.splits[split], transform, labels=self.labels or split != "train", with_index=with_index),
             batch_size=self.batch_size,
             shuffle=shuffle,
+            # an incomplete last training batch (of one sample, say) would crash BatchNorm: dropped
+            drop_last=split == "train" and shuffle,
             num_workers=self.num_workers,
             persistent_workers=persistent and self.num_workers > 0,
         )

@@ -1,0 +1,1 @@
+"""The command-line side of distill: what only the commands need (Hydra config handling)."""
