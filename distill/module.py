@@ -18,6 +18,7 @@ from distill.losses.base import LossTerm, StepOutputs
 from distill.models.casting import CastInputs
 from distill.models.fingerprint import weights_sha256
 from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
+from distill.pair_checks import check_labels, check_pair, check_teacher_outputs_finite
 from distill.rng import rng_states, set_rng_states
 from distill.teachers.ensemble import TeacherEnsemble
 from distill.teachers.output_cache import TeacherOutputCache
@@ -67,6 +68,7 @@ class DistillationModule(L.LightningModule):
         teacher_dtype: torch.dtype | str | None = None,
     ) -> None:
         super().__init__()
+        check_pair(student, teacher)
         if isinstance(teacher, (Mapping, list, tuple)):
             teacher = TeacherEnsemble(teacher)
         self.teacher_dtype = _dtype(teacher_dtype)
@@ -191,6 +193,7 @@ class DistillationModule(L.LightningModule):
                 stacklevel=2,
             )
         labels = outputs.labels
+        check_labels(self.loss_terms, labels, student, self.class_dim)
         if labels is not None and not labels.is_floating_point() and student.dim() >= 2:
             num_classes = student.shape[self.class_dim]
             low, high = int(labels.min()), int(labels.max())
@@ -262,6 +265,7 @@ class DistillationModule(L.LightningModule):
         total = self._total(values)
         if not torch.isfinite(total.detach()):
             bad = [n for n, v in values.items() if not torch.isfinite(v.detach())] or ["total"]
+            check_teacher_outputs_finite(outputs, self.global_step)
             raise DistillError(
                 f"loss term(s) {', '.join(bad)} became non-finite at step {self.global_step} "
                 f"(epoch {self.current_epoch}); lower the learning rate, check the inputs, "

@@ -371,6 +371,7 @@ def _prepare_one_teacher(
             cfg, datamodule, run_dir, log_name, schedule.epochs, schedule.optimizer, schedule.get("lr_scheduler")
         ),
         cache=None if given else TeacherCache(Path(cfg.cache_dir).expanduser() / "teachers"),
+        keep_dir=run_dir,
         spec=None if given else _trained_first_spec(
             cfg, datamodule, data, model=teacher.name, train=schedule, **_extra(options=_options(teacher))
         ),
@@ -441,6 +442,7 @@ def _prepare_baseline(cfg: DictConfig, datamodule: Any, run_dir: Path) -> Prepar
             cfg, datamodule, run_dir, "baseline_training", epochs, cfg.optimizer, cfg.get("lr_scheduler")
         ),
         cache=TeacherCache(Path(cfg.cache_dir).expanduser() / "baselines"),
+        keep_dir=run_dir,
         spec=_trained_first_spec(
             cfg, datamodule, model=cfg.student.name, epochs=epochs, optimizer=cfg.optimizer,
             lr_scheduler=cfg.get("lr_scheduler"), **_extra(options=_options(cfg.student)),

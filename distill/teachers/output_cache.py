@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from filelock import FileLock
 from torch import Tensor, nn
 
 from distill.batch import forward_logits, split_batch
+from distill.cache_lock import cache_lock
 from distill.errors import DistillError
 from distill.features import FeatureCapture
 from distill.io import _umask, atomic_write_text
@@ -117,7 +117,8 @@ class TeacherOutputCache:
             ) from None
         directory = root / spec_key(full_key)
         # one builder at a time: DDP ranks and sweep jobs wait here and then open the finished cache
-        with FileLock(str(directory) + ".lock"):
+        with cache_lock(directory, f"the teacher-output cache {directory.name}"):
+            _remove_unfinished_builds(directory)  # only the lock holder builds: any other is a killed build
             problem = _check(directory, full_key)
             if problem is None:
                 log.info("Teacher outputs read from the cache %s", directory)
@@ -126,6 +127,12 @@ class TeacherOutputCache:
                 log.warning("Teacher-output cache %s is unusable (%s); building it again", directory, problem)
             _build(directory, full_key, teacher, dataloader, layers, device)
             return cls(directory, json.loads((directory / "meta.json").read_text()))
+
+
+def _remove_unfinished_builds(directory: Path) -> None:
+    for leftover in directory.parent.glob(f".{directory.name}.*.tmp"):
+        log.info("Removing %s, left by a build that was stopped", leftover)
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _file_name(layer: str) -> str:
