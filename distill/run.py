@@ -35,7 +35,8 @@ from torch import nn
 from distill.checkpoint_io import AtomicCheckpointIO
 from distill.cli.config_checks import check_batch_size, check_buildable, check_config
 from distill.cli.resume_checks import resume_checkpoint, sigterm_advice
-from distill.cli_overrides import check_group_overrides, check_output_dir
+from distill.cli.run_dir_check import check_run_dirs
+from distill.cli_overrides import check_group_overrides
 from distill.errors import DistillError
 from distill.io import atomic_torch_save, atomic_write_text
 from distill.models import build_model, check_model_name, weights_sha256
@@ -502,7 +503,7 @@ def cli() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     try:
         sys.argv[1:] = check_group_overrides(sys.argv[1:], config_dir(), torchvision_model_names)
-        check_output_dir(sys.argv[1:])
+        check_run_dirs(sys.argv[1:])
     except DistillError as error:
         _fail(error)
     main()
