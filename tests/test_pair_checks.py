@@ -64,7 +64,7 @@ def test_a_missing_or_wrong_teacher_is_refused(teacher):
 
 
 def test_a_student_that_is_not_a_module_is_refused():
-    with pytest.raises(DistillError, match="the student must be a torch.nn.Module, got NoneType"):
+    with pytest.raises(DistillError, match="the student must be a torch.nn.Module, got None"):
         DistillationModule(None, mlp(), KD())
 
 
