@@ -134,7 +134,6 @@ CASES = {
     "huge images": (["data.image_size=30000"], "data.image_size=30000: images this large need tens of GB per batch"),
     "loss entry a number": (["loss.kd=5"], "loss.kd must be a loss term config with a _target_, got 5"),
     "loss entry not a distill term": (["+loss.mse._target_=torch.nn.MSELoss"], "loss.mse._target_=torch.nn.MSELoss is not a distill loss term"),
-    "batch larger than the training split": (["data.batch_size=5000"], "data.batch_size=5000 is larger than the training split (1257 samples)"),
     # files that cannot be used, and where not to write
     "text file as teacher checkpoint": (["teacher.checkpoint={files}/text.pt"], "cannot be read: it is truncated, corrupt or not a PyTorch file"),
     "non-finite teacher checkpoint": (["teacher.checkpoint={files}/nan.pt"], "has non-finite weights (1 tensor(s), e.g. fc.bias)"),

@@ -138,11 +138,14 @@ def test_the_shipped_objects_build(config):
                     build_model("resnet18", 10))
 
 
-def test_a_batch_larger_than_the_training_split_is_refused(config):
-    data = DigitsDataModule(batch_size=2000, image_size=8)
-    with pytest.raises(DistillError, match=r"data.batch_size=2000 is larger than the training split \(1257 samples\)"):
-        check_batch_size(config("data.batch_size=2000"), data)
-    check_batch_size(config("data.batch_size=1257"), DigitsDataModule(batch_size=1257, image_size=8))
+def test_a_batch_larger_than_the_training_split_is_a_warning(config, caplog):
+    with caplog.at_level(logging.WARNING, logger="distill"):
+        check_batch_size(config("data.batch_size=1257"), DigitsDataModule(batch_size=1257, image_size=8))
+        assert not caplog.text
+        check_batch_size(config("data.batch_size=2000"), DigitsDataModule(batch_size=2000, image_size=8))
+    assert "data.batch_size=2000 is larger than the training split (1257 samples)" in caplog.text
+    loader = DigitsDataModule(batch_size=2000, image_size=8).train_dataloader()
+    assert [len(x) for x, _ in loader] == [1257]  # the one, incomplete batch is kept: something trains
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 4, 8, 1256])
@@ -156,4 +159,5 @@ def test_the_incomplete_last_training_batch_is_dropped(batch_size):
         assert set(sizes) == {batch_size}
     # evaluation and the teacher-output cache still see every sample
     assert sum(len(b[0]) for b in data.val_dataloader()) == len(data.splits["val"])
+    assert sum(len(b[0]) for b in data.test_dataloader()) == len(data.splits["test"])
     assert len(data.cache_dataloader().dataset) == 1257 and not data.cache_dataloader().drop_last

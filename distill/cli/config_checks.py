@@ -295,14 +295,14 @@ def _first_line(error: BaseException) -> str:
 
 
 def check_batch_size(cfg: DictConfig, datamodule: Any) -> None:
-    """The incomplete last training batch is dropped: a batch larger than the training split trains nothing."""
+    """A batch larger than the training split is legal (one batch of all of it) but rarely meant: a warning."""
     if not callable(getattr(datamodule, "load_splits", None)):
         return  # not a distill data module: its loaders are its own
     datamodule.prepare_data()
     datamodule.setup()
     size = len(datamodule.splits["train"])
     if cfg.data.batch_size > size:
-        raise DistillError(
-            f"data.batch_size={cfg.data.batch_size} is larger than the training split ({size} samples): the "
-            f"incomplete last batch is dropped, so no training step would be taken; use data.batch_size <= {size}"
+        log.warning(
+            "data.batch_size=%s is larger than the training split (%d samples): every step trains on all of "
+            "it at once; use data.batch_size <= %d for several steps per epoch", cfg.data.batch_size, size, size,
         )

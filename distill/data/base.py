@@ -117,13 +117,15 @@ class ClassificationDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
         # outside a Trainer (evaluation, the teacher-output cache) nobody else prepares the data
         self.prepare_data()
         self.setup()
+        dataset = self.splits[split]
         return DataLoader(
             # labels=False trains on inputs only; validation and test keep theirs to measure the student
-            IndexedDataset(self.splits[split], transform, labels=self.labels or split != "train", with_index=with_index),
+            IndexedDataset(dataset, transform, labels=self.labels or split != "train", with_index=with_index),
             batch_size=self.batch_size,
             shuffle=shuffle,
-            # an incomplete last training batch (of one sample, say) would crash BatchNorm: dropped
-            drop_last=split == "train" and shuffle,
+            # an incomplete last training batch (of one sample, say) would crash BatchNorm: dropped,
+            # unless it is the only batch (a training split smaller than one batch)
+            drop_last=split == "train" and shuffle and len(dataset) >= self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=persistent and self.num_workers > 0,
         )

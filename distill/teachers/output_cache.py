@@ -166,6 +166,12 @@ def _check(directory: Path, key: Mapping[str, Any]) -> str | None:
             return f"{name} is missing"
         if _sha256(path) != expected:
             return f"{name} is corrupt (its sha256 differs from meta.json)"
+    try:
+        finite = bool(np.isfinite(np.load(directory / "logits.npy", mmap_mode="r")).all())
+    except (OSError, ValueError) as error:
+        return f"logits.npy unreadable: {error}"
+    if not finite:
+        return "logits.npy holds non-finite values"
     return None
 
 
@@ -180,6 +186,12 @@ def _build(
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
         arrays = _compute(tmp, teacher, dataloader, layers, device)
+        for name, array in arrays.items():
+            if not np.isfinite(array).all():
+                raise DistillError(
+                    f"the teacher's outputs ({name}) on the training set are non-finite: the teacher is the cause "
+                    "(diverged or corrupt weights, or an overflow in its dtype); nothing was cached"
+                )
         meta = {
             "key": json.loads(json.dumps(key, sort_keys=True, default=str)),
             "layers": layers,
