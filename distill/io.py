@@ -31,11 +31,12 @@ _STALE_AFTER_S = 24 * 3600
 class DiskFullError(DistillError):
     """No space (or quota) left where a file had to be written."""
 
-    def __init__(self, directory: Path, needed: int, free: int | None) -> None:
+    def __init__(self, directory: Path, needed: int | None, free: int | None) -> None:
         self.directory = directory
         free_text = f", {_human(free)} free" if free is not None else ""
+        needed_text = f"about {_human(needed)}" if needed is not None else "more space"
         super().__init__(
-            f"no space left in {directory}: writing there needs about {_human(needed)}{free_text}; "
+            f"no space left in {directory}: writing there needs {needed_text}{free_text}; "
             "free some space or point the run (hydra.run.dir) or the cache (cache_dir) at another disk"
         )
 
@@ -46,7 +47,11 @@ def _umask() -> int:
     return mask
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None], needed: int) -> Path:
+def _atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None], needed: int | None = None) -> Path:
+    """Call ``write`` with an open temporary file beside ``path``, then rename it into place.
+
+    ``needed`` is about how many bytes it writes, for the message when the disk is full.
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,7 +124,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _raise_if_full(error: OSError, directory: Path, needed: int) -> None:
+def _raise_if_full(error: OSError, directory: Path, needed: int | None) -> None:
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         try:
             free = os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize
