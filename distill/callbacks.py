@@ -9,26 +9,31 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from distill.io import atomic_torch_save
-
 log = logging.getLogger(__name__)
 
 
 class CheckpointOnPreemption(L.Callback):
-    """Saves ``<dirpath>/last.ckpt`` when the run is stopped by SIGTERM (cluster pre-emption).
+    """On SIGTERM (cluster pre-emption), keeps the end-of-epoch ``<dirpath>/last.ckpt`` and says how to resume.
 
-    Lightning turns SIGTERM into an exception at the next batch; other
-    exceptions (a NaN loss, a bug) save nothing, so the last good checkpoint is kept.
-    The file is written atomically: a kill during the write leaves the old one.
+    A checkpoint written in the middle of an epoch cannot be resumed exactly: the
+    shuffled loader cannot restart at the batch where it stopped. So nothing is
+    written over the last end-of-epoch checkpoint; ``resume=true`` continues from it
+    and trains the unfinished epoch again, which reproduces an uninterrupted run bit
+    for bit. Lightning turns SIGTERM into an exception at the next batch; only that
+    exception is reported here.
     """
 
     def __init__(self, dirpath: str | os.PathLike) -> None:
         self.dirpath = Path(dirpath)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit" or not trainer.is_global_zero:
             return
-        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
-        if trainer.is_global_zero:
-            path = atomic_torch_save(checkpoint, self.dirpath / "last.ckpt")
-            log.warning("Received SIGTERM: saved %s; resume with resume=true", path)
+        last = self.dirpath / "last.ckpt"
+        if last.is_file():
+            log.warning(
+                "Received SIGTERM in epoch %d: kept the end-of-epoch checkpoint %s; resume with resume=true",
+                trainer.current_epoch, last,
+            )
+        else:
+            log.warning("Received SIGTERM in epoch %d, before the first epoch ended: nothing to resume", trainer.current_epoch)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from distill.errors import DistillError
+from distill.pair_checks import check_labels
 from distill.partial_labels import IGNORE_INDEX
 from distill.losses.base import LossTerm, StepOutputs
 
@@ -30,6 +31,7 @@ def check_first_batch(outputs: StepOutputs, loss_terms: Mapping[str, LossTerm], 
             stacklevel=3,
         )
     labels = outputs.labels
+    check_labels(loss_terms, labels, student, class_dim)
     if labels is not None and not labels.is_floating_point():
         labels = labels[labels != IGNORE_INDEX]  # samples without a label (partly-labelled data)
     if labels is not None and not labels.is_floating_point() and student.dim() >= 2 and labels.numel():

@@ -25,6 +25,7 @@ from distill.models.fingerprint import weights_sha256
 from distill.non_finite import NonFiniteLossGuard
 from distill.partial_labels import outputs_for_term
 from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
+from distill.pair_checks import check_pair, check_teacher_outputs_finite
 from distill.rng import rng_states, set_rng_states
 from distill.teachers.ensemble import TeacherEnsemble
 from distill.teachers.live_teacher import LiveTeacher, TeacherOnBatch
@@ -80,6 +81,7 @@ class DistillationModule(L.LightningModule):
         batch_augment: Callable[[Any], Any] | None = None,
     ) -> None:
         super().__init__()
+        check_pair(student, teacher)
         if batch_augment is not None and teacher_outputs is not None:
             raise DistillError(
                 "teacher.cache=true reads the teacher's outputs on the un-augmented training inputs, but "
@@ -271,7 +273,11 @@ class DistillationModule(L.LightningModule):
         values = self._loss_terms(outputs, skip_unlabeled=False, mixed_labels=_mixes_labels(self.batch_augment))
         total = self._total(values)
         # on an accelerator the check reads back to the host only at logging steps (see NonFiniteLossGuard)
-        self._non_finite.update(values, total, self.global_step, self.current_epoch)
+        try:
+            self._non_finite.update(values, total, self.global_step, self.current_epoch)
+        except DistillError:
+            check_teacher_outputs_finite(outputs, self.global_step)  # names the teacher when it is the cause
+            raise
         batch_size = len(outputs.student)
         if self.record_steps:  # for the gradient diagnostics, which run before the backward pass
             self.last_step = (outputs, values)

@@ -26,7 +26,10 @@ from omegaconf import DictConfig
 from distill.checkpoint_io import AtomicCheckpointIO
 from distill.cli.config_directory import config_dir
 from distill.cli.error_policy import command_entry, guarded
-from distill.cli.overrides import check_group_overrides, check_output_dir
+from distill.cli.config_checks import check_batch_size, check_buildable, check_config
+from distill.cli.overrides import check_group_overrides
+from distill.cli.resume_checks import resume_checkpoint
+from distill.cli.run_dir_check import check_run_dirs
 from distill.cli.teachers import (
     baseline_from_config,
     check_teacher_names,
@@ -54,6 +57,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one distillation job described by ``cfg``; return its summary."""
     started = time.perf_counter()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    check_config(cfg)  # every value by type and range, before anything is built
     L.seed_everything(cfg.seed, workers=True)
     # everything that can be wrong in the config fails here, before any training
     datamodule = instantiate(cfg.data)
@@ -61,7 +65,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_labels_for(loss, cfg)
     check_teacher_names(cfg.teacher)
     check_model_name(cfg.student.name)
-    resume_from = _resume_path(cfg, run_dir)
+    with torch.random.fork_rng(devices=[]):  # built now from the seed; the teacher's random draws stay as they were
+        torch.manual_seed(cfg.seed)
+        student = model_spec(cfg.student).build(datamodule.num_classes)
+    check_buildable(cfg, student)  # optimizers, schedules, callbacks: built once now, not after the teacher trained
+    check_batch_size(cfg, datamodule)
+    resume_path = resume_checkpoint(cfg, run_dir, student)
+    resume_from = str(resume_path) if resume_path is not None else None
     # the run's one Trainer, built before the teacher: settings Lightning rejects fail here
     trainer = make_trainer(
         cfg, callbacks=make_callbacks(cfg), logger=make_logger(cfg, resume_from is not None), plugins=[AtomicCheckpointIO()]
@@ -74,7 +84,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     teacher_outputs = teacher_outputs_from_config(cfg, datamodule, teacher.model, loss) if cfg.teacher.get("cache") else None
     # seed again so the student starts the same whether the teacher was trained now or loaded
     L.seed_everything(cfg.seed, workers=True)
-    student = model_spec(cfg.student).build(datamodule.num_classes)
     if cfg.get("channels_last"):
         for model in (student, teacher.model):
             model.to(memory_format=torch.channels_last)
@@ -90,7 +99,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log_grad_norms=bool(cfg.get("log_grad_norms", False)),
         teacher_outputs=teacher_outputs,
         teacher_dtype=cfg.teacher.get("dtype"),
-        batch_augment=instantiate(cfg.augment).for_classes(num_classes) if cfg.get("augment") else None,
+        batch_augment=instantiate(cfg.augment).for_classes(datamodule.num_classes) if cfg.get("augment") else None,
     )
     _check_resumed_teacher(resume_from, module)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
@@ -134,21 +143,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     print_report(report)
     print("\n" + summary_markdown(summary), flush=True)
     return summary
-
-
-def _resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
-    """The checkpoint to continue from (``ckpt_path=``, or ``resume=true``'s last.ckpt); None for a fresh start."""
-    if cfg.get("ckpt_path"):
-        return str(Path(cfg.ckpt_path).expanduser())
-    if not cfg.get("resume"):
-        return None
-    path = run_dir / "checkpoints" / "last.ckpt"
-    if not path.is_file():
-        raise DistillError(
-            f"resume=true but {path} does not exist; point hydra.run.dir at the run to continue "
-            "(the directory that holds checkpoints/last.ckpt) or give ckpt_path=PATH"
-        )
-    return str(path)
 
 
 def _check_resumed_teacher(path: str | None, module: DistillationModule) -> None:
@@ -223,7 +217,7 @@ def main(cfg: DictConfig) -> float | None:
 
 def _check_argv(argv: list[str]) -> list[str]:
     argv = check_group_overrides(argv, config_dir(), torchvision_model_names)
-    check_output_dir(argv)
+    check_run_dirs(argv)
     return argv
 
 

@@ -39,6 +39,10 @@ def files(tmp_path_factory):
     (root / "truncated.pt").write_bytes(data[: len(data) // 3])
     torch.save(models.mobilenet_v3_small(num_classes=10).state_dict(), root / "other_model.pt")
     torch.save(models.resnet18(num_classes=5).state_dict(), root / "five_classes.pt")
+    (root / "text.pt").write_text("this is a text file, not weights\n")
+    nan = models.resnet18(num_classes=10).state_dict()
+    nan["fc.bias"][3] = float("nan")
+    torch.save(nan, root / "nan.pt")
     with open(root / "pickle.pt", "wb") as handle:
         pickle.dump({"state_dict": Payload()}, handle)
     return root
@@ -93,7 +97,7 @@ CASES = {
     "pickled objects": (["teacher.checkpoint={files}/pickle.pt"], "does not unpickle because that can run arbitrary code"),
     "pretrained weights for other classes": (["teacher.weights=DEFAULT"], "predict 1000 classes but the data has 10"),
     "unknown weights": (["teacher.weights=IMAGENET"], "unknown weights 'IMAGENET' for resnet18"),
-    "batch size zero": (["data.batch_size=0"], "data.batch_size must be at least 1, got 0"),
+    "batch size zero": (["data.batch_size=0"], "data.batch_size must be a whole number >= 1, got 0"),
     "split fractions": (["data.val_fraction=0.9"], "must be in (0, 1) and sum to less than 1"),
     "label smoothing": (["+loss.ce.label_smoothing=1.5"], "label_smoothing must be in [0, 1), got 1.5"),
     "no GPU here": (["trainer.accelerator=gpu"], "the trainer settings do not work here"),
@@ -110,6 +114,31 @@ CASES = {
         "teacher.cache=true needs the teacher to see the same training inputs every epoch",
     ),
     "empty data set": (["data=image_folder", "data.root={data}/no_images"], "empty data set: "),
+    # every value checked by type and range before any work (distill/cli/config_checks.py)
+    "max epochs negative": (["trainer.max_epochs=-1"], "trainer.max_epochs must be a whole number >= 1, got -1"),
+    "max epochs text": (["trainer.max_epochs=abc"], "trainer.max_epochs must be a whole number >= 1, got 'abc'"),
+    "teacher epochs negative": (["teacher.train.epochs=-1"], "teacher.train.epochs must be a whole number >= 0, got -1"),
+    "teacher epochs zero": (["teacher.train.epochs=0"], "teacher.train.epochs=0: the teacher would stay random (untrained) and be cached as if trained; if you mean it, add +force=true"),
+    "accumulate zero": (["+trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches must be a whole number >= 1, got 0"),
+    "learning rate negative": (["optimizer.lr=-0.1"], "optimizer.lr must be a finite number >= 0, got -0.1"),
+    "learning rate nan": (["optimizer.lr=nan"], "optimizer.lr must be a finite number >= 0, got nan"),
+    "learning rate zero": (["optimizer.lr=0"], "optimizer.lr=0: a learning rate of 0 never changes the model; if you mean it, add +force=true"),
+    "teacher learning rate text": (["teacher.train.optimizer.lr=high"], "teacher.train.optimizer.lr must be a finite number >= 0, got 'high'"),
+    "optimizer keyword typo": (["+optimizer.moment=0.9"], "optimizer cannot be built: SGD.__init__() got an unexpected keyword argument 'moment'"),
+    "scheduler keyword typo": (["+lr_scheduler.warmup=3"], "lr_scheduler cannot be built"),
+    "milestones text": (["lr_scheduler=multistep", "lr_scheduler.milestones=abc"], "lr_scheduler.milestones must be a list of whole numbers >= 0"),
+    "temperature text": (["loss.kd.temperature=abc"], "loss.kd.temperature must be a finite number > 0, got 'abc'"),
+    "seed negative": (["seed=-5"], "seed must be a whole number in 0..4294967295, got -5"),
+    "seed text": (["seed=abc"], "seed must be a whole number in 0..4294967295, got 'abc'"),
+    "seed fraction": (["seed=1.5"], "seed must be a whole number in 0..4294967295, got 1.5"),
+    "huge images": (["data.image_size=30000"], "data.image_size=30000: images this large need tens of GB per batch"),
+    "loss entry a number": (["loss.kd=5"], "loss.kd must be a loss term config with a _target_, got 5"),
+    "loss entry not a distill term": (["+loss.mse._target_=torch.nn.MSELoss"], "loss.mse._target_=torch.nn.MSELoss is not a distill loss term"),
+    # files that cannot be used, and where not to write
+    "text file as teacher checkpoint": (["teacher.checkpoint={files}/text.pt"], "cannot be read: it is truncated, corrupt or not a PyTorch file"),
+    "non-finite teacher checkpoint": (["teacher.checkpoint={files}/nan.pt"], "has non-finite weights (1 tensor(s), e.g. fc.bias)"),
+    "plain state_dict as ckpt_path": (["teacher.checkpoint={files}/good.pt", "ckpt_path={files}/good.pt"], "is not a Lightning checkpoint of a distill run"),
+    "empty run directory": (["hydra.run.dir="], "hydra.run.dir is empty (an unset shell variable?)"),
     "classes differ between splits": (["data=image_folder", "data.root={data}/other_classes"], "(val/ lacks dog; val/ has cow, which train/ lacks)"),
 }
 

@@ -178,7 +178,7 @@ def test_sweep_trains_the_teacher_once_and_writes_each_job(tmp_path):
         (["loss.kd.temperature=0"], "temperature must be a finite number > 0, got 0.0"),
         (["loss.ce.weight=-1"], "weight must be a finite number >= 0, got -1.0"),
         (["teacher.checkpoint=/no/such/teacher.pt"], "checkpoint not found: /no/such/teacher.pt"),
-        (["data.batch_size=0"], "data.batch_size must be at least 1, got 0"),
+        (["data.batch_size=0"], "data.batch_size must be a whole number >= 1, got 0"),
     ],
 )
 def test_user_errors_are_one_clear_line(tmp_path, args, message):

@@ -58,7 +58,12 @@ def guarded(job: Callable[[], T], failed_in_sweep: Any = None) -> T | Any:
     try:
         return job()
     except SIGTERMException:
-        print("stopped by SIGTERM; resume with resume=true in the same run directory", file=sys.stderr)
+        from distill.cli.resume_checks import sigterm_advice
+
+        if HydraConfig.initialized():
+            print(sigterm_advice(Path(HydraConfig.get().runtime.output_dir)), file=sys.stderr)
+        else:
+            print("stopped by SIGTERM; resume with resume=true in the same run directory", file=sys.stderr)
         sys.exit(EXIT_SIGTERM)
     except MissingMandatoryValue as error:  # a ??? in the config that the command line did not fill
         fail(DistillError(f"{error.full_key} is not set; give {error.full_key}=... on the command line"))

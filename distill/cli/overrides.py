@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -65,30 +64,6 @@ def check_group_overrides(
             + (" or any torchvision classification model name" if group in MODEL_GROUPS else "")
         )
     return result
-
-
-def check_output_dir(argv: Sequence[str]) -> None:
-    """Fail early when the run or sweep directory cannot be made (Hydra would show a traceback)."""
-    # Lightning's DDP launcher passes the run directory of the first rank in double quotes
-    targets = [
-        arg.partition("=")[2].strip('"') for arg in argv if arg.startswith(("hydra.run.dir=", "hydra.sweep.dir="))
-    ]
-    for target in targets:
-        path = Path(target).expanduser()
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            writable = os.access(path, os.W_OK | os.X_OK)
-        except OSError as error:
-            writable, reason = False, error.strerror
-        else:
-            reason = "not writable"
-        if not writable:
-            raise DistillError(f"cannot write the run's outputs to {path} ({reason}); set hydra.run.dir to a writable directory")
-    if not targets and not os.access(Path.cwd(), os.W_OK | os.X_OK):
-        raise DistillError(
-            f"cannot write the run's outputs under {Path.cwd()} (not writable); "
-            "run from a writable directory or set hydra.run.dir=PATH"
-        )
 
 
 def check_checkpoint_command(argv: Sequence[str], command: str) -> None:

@@ -191,11 +191,15 @@ class ClassificationDataModule(DistillDataModule):
         if self.in_memory and not for_cache:  # the teacher-output cache's loader stays a DataLoader
             return self._in_memory_loader(split, shuffle, with_index)
         transform = self.train_transform if split == "train" and not for_cache else self.eval_transform
+        dataset = self.splits[split]
         return DataLoader(
             # labels=False trains on inputs only; validation and test keep theirs to measure the student
-            IndexedDataset(self.splits[split], transform, labels=self.labels or split != "train", with_index=with_index),
+            IndexedDataset(dataset, transform, labels=self.labels or split != "train", with_index=with_index),
             batch_size=self.batch_size,
             shuffle=shuffle,
+            # an incomplete last training batch (of one sample, say) would crash BatchNorm: dropped,
+            # unless it is the only batch (a training split smaller than one batch)
+            drop_last=split == "train" and shuffle and len(dataset) >= self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=not for_cache and self.num_workers > 0,
         )

@@ -31,20 +31,38 @@ def read_checkpoint(path: str | os.PathLike, trusted: bool = False) -> Any:
         raise DistillError(f"checkpoint not found: {path}; check the path (it is read relative to the launch directory)")
     if path.stat().st_size == 0:
         raise DistillError(f"checkpoint {path} is empty (0 bytes); the run that wrote it was probably killed, use another file")
+    if trusted:
+        log.warning("Loading %s with full unpickling (trusted checkpoint): it can run arbitrary code", path)
     try:
-        if trusted:
-            log.warning("Loading %s with full unpickling (trusted checkpoint): it can run arbitrary code", path)
         return torch.load(path, map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError:
-        raise DistillError(
-            f"checkpoint {path} holds objects other than tensors and plain containers, which "
-            "distill does not unpickle because that can run arbitrary code; save model.state_dict() "
-            "instead, or, only if you trust the file, set teacher.trusted_checkpoint=true"
-        ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
-        raise DistillError(
-            f"checkpoint {path} cannot be read: it is truncated, corrupt or not a PyTorch file ({_first_line(error)})"
-        ) from None
+    except pickle.UnpicklingError as error:
+        if not trusted and _holds_objects(path, error):
+            raise DistillError(
+                f"checkpoint {path} holds objects other than tensors and plain containers, which "
+                "distill does not unpickle because that can run arbitrary code; save model.state_dict() "
+                "instead, or, only if you trust the file, set teacher.trusted_checkpoint=true"
+            ) from None
+        raise _unreadable(path, error) from None
+    except Exception as error:  # noqa: BLE001 - a corrupt file makes torch.load raise almost any kind
+        raise _unreadable(path, error) from None
+
+
+def _unreadable(path: Path, error: BaseException) -> DistillError:
+    return DistillError(
+        f"checkpoint {path} cannot be read: it is truncated, corrupt or not a PyTorch file "
+        f"({type(error).__name__}: {_first_line(error)[:120]})"
+    )
+
+
+def _holds_objects(path: Path, error: pickle.UnpicklingError) -> bool:
+    """Whether the weights-only unpickler refused a well-formed pickle (objects), not garbage."""
+    if "Unsupported global" in str(error):
+        return True
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    # a plain pickle starts with the PROTO opcode and a protocol number; a torch zip archive parsed,
+    # so its data.pkl was read and refused
+    return (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or zipfile.is_zipfile(path)
 
 
 def read_state_dict(path: str | os.PathLike, trusted: bool = False) -> dict[str, Tensor]:

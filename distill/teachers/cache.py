@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
 from torch import nn
 
+from distill.cache_lock import cache_lock
 from distill.errors import DistillError
 from distill.io import atomic_torch_save, atomic_write_text
 
@@ -48,7 +48,7 @@ class TeacherCache:
 
     @contextmanager
     def locked(self, path: Path) -> Iterator[None]:
-        with FileLock(str(path) + ".lock"):
+        with cache_lock(path, f"the cached model {path.name}"):
             yield
 
     def save(self, model: nn.Module, path: Path, spec: Mapping[str, Any]) -> None:

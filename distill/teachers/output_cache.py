@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from filelock import FileLock
 from torch import Tensor, nn
 
 from distill.batch import Batch, forward_logits, split_batch
+from distill.cache_lock import cache_lock
 from distill.errors import DistillError
 from distill.features import FeatureCapture
 from distill.io import _umask, atomic_write_text
@@ -135,7 +135,8 @@ class TeacherOutputCache:
             ) from None
         directory = root / spec_key(full_key)
         # one builder at a time: DDP ranks and sweep jobs wait here and then open the finished cache
-        with FileLock(str(directory) + ".lock"):
+        with cache_lock(directory, f"the teacher-output cache {directory.name}"):
+            _remove_unfinished_builds(directory)  # only the lock holder builds: any other is a killed build
             problem = _check(directory, full_key)
             if problem is None:
                 log.info("Teacher outputs read from the cache %s", directory)
@@ -144,6 +145,12 @@ class TeacherOutputCache:
                 log.warning("Teacher-output cache %s is unusable (%s); building it again", directory, problem)
             _build(directory, full_key, teacher, dataloader, layers, device)
             return cls(directory, json.loads((directory / "meta.json").read_text()))
+
+
+def _remove_unfinished_builds(directory: Path) -> None:
+    for leftover in directory.parent.glob(f".{directory.name}.*.tmp"):
+        log.info("Removing %s, left by a build that was stopped", leftover)
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _file_name(layer: str) -> str:
@@ -177,6 +184,12 @@ def _check(directory: Path, key: Mapping[str, Any]) -> str | None:
             return f"{name} is missing"
         if _sha256(path) != expected:
             return f"{name} is corrupt (its sha256 differs from meta.json)"
+    try:
+        finite = bool(np.isfinite(np.load(directory / "logits.npy", mmap_mode="r")).all())
+    except (OSError, ValueError) as error:
+        return f"logits.npy unreadable: {error}"
+    if not finite:
+        return "logits.npy holds non-finite values"
     return None
 
 
@@ -191,6 +204,12 @@ def _build(
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
         arrays = _compute(tmp, teacher, dataloader, layers, device)
+        for name, array in arrays.items():
+            if not np.isfinite(array).all():
+                raise DistillError(
+                    f"the teacher's outputs ({name}) on the training set are non-finite: the teacher is the cause "
+                    "(diverged or corrupt weights, or an overflow in its dtype); nothing was cached"
+                )
         meta = {
             "key": json.loads(json.dumps(key, sort_keys=True, default=str)),
             "layers": layers,

@@ -11,8 +11,10 @@ from typing import Any
 from torch import nn
 
 from distill.errors import DistillError
+from distill.io import DiskFullError, atomic_torch_save
 from distill.models.checkpoint import load_weights
 from distill.models.factory import build_model
+from distill.models.finite import non_finite_entries
 from distill.teachers.cache import TeacherCache
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ def prepare_teacher(
     role: str = "teacher",
     trusted_checkpoint: bool = False,
     options: Mapping[str, Any] | None = None,
+    keep_dir: str | Path | None = None,
 ) -> PreparedTeacher:
     """Build teacher ``name`` and give it its weights.
 
@@ -52,6 +55,8 @@ def prepare_teacher(
     ``trusted_checkpoint`` loads a checkpoint that holds more than tensors
     (full unpickling: only for files you trust). ``options`` go to
     :func:`~distill.models.build_model` (e.g. a Hugging Face model's ``path``).
+    A cached model that cannot be read or is not finite is trained again; a model
+    trained now is kept as ``<keep_dir>/<role>.pt`` when the cache's disk is full.
     """
     options = dict(options or {})
     if checkpoint and weights:
@@ -61,6 +66,7 @@ def prepare_teacher(
     if checkpoint:
         model = load_weights(build_model(name, num_classes, **options), checkpoint, trusted=trusted_checkpoint)
         path = Path(checkpoint).expanduser().resolve()
+        _check_finite(model, f"teacher checkpoint {path}", "the model it holds diverged or is corrupt: use another file")
         log.info("Teacher %s loaded from checkpoint %s", name, path)
         return PreparedTeacher(model, "checkpoint", f"checkpoint {path}", path)
     if weights:
@@ -79,6 +85,7 @@ def prepare_teacher(
         if path.exists():
             try:
                 model = load_weights(build_model(name, num_classes, **options), path)
+                _check_finite(model, f"cached {role} {path}")
             except DistillError as error:
                 log.warning("Cached %s %s is unusable (%s); training it again", role, path, error)
             else:
@@ -87,6 +94,21 @@ def prepare_teacher(
         model = build_model(name, num_classes, **options)
         log.info("No %s checkpoint given: training %s %s first (cached for later runs)", role, role, name)
         train(model)
-        cache.save(model, path, spec)
+        _check_finite(model, f"the {role} {name} trained now", "its training diverged: lower its learning rate")
+        try:
+            cache.save(model, path, spec)
+        except DiskFullError as error:
+            if keep_dir is None:
+                raise
+            kept = atomic_torch_save(model.state_dict(), Path(keep_dir) / f"{role}.pt")
+            log.warning("The cache is full (%s); the trained %s is kept at %s: give %s.checkpoint=%s next time",
+                        error, role, kept, role, kept)
+            return PreparedTeacher(model, "trained", f"{role} trained by distill, kept at {kept} (cache full)", kept)
         log.info("%s %s trained and cached at %s", role.capitalize(), name, path)
         return PreparedTeacher(model, "trained", f"{role} trained by distill, cached at {path}", path)
+
+
+def _check_finite(model: nn.Module, what: str, fix: str = "it is corrupt") -> None:
+    bad = non_finite_entries(model)
+    if bad:
+        raise DistillError(f"{what} has non-finite weights ({len(bad)} tensor(s), e.g. {bad[0]}); {fix}")
