@@ -121,6 +121,7 @@ def _one_teacher(
             schedule.get("lr_scheduler"),
         ),
         cache=None if given else TeacherCache(Path(cfg.cache_dir).expanduser() / "teachers"),
+        keep_dir=run_dir,
         spec=None if given else teacher_spec(cfg, teacher, datamodule, data),
     )
 
@@ -171,6 +172,7 @@ def baseline_from_config(cfg: DictConfig, datamodule: Any, run_dir: Path) -> Pre
             cfg, datamodule, run_dir, "baseline_training", epochs, cfg.optimizer, cfg.get("lr_scheduler")
         ),
         cache=TeacherCache(Path(cfg.cache_dir).expanduser() / "baselines"),
+        keep_dir=run_dir,
         spec=trained_first_spec(
             cfg, datamodule, model=student.name, epochs=epochs, optimizer=cfg.optimizer,
             lr_scheduler=cfg.get("lr_scheduler"), **_not_empty(options=student.options),
