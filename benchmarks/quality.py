@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -172,7 +173,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--labeled-fraction", type=float, default=0.1)
     parser.add_argument("--pool-size", type=int, default=20000)
-    parser.add_argument("--cache-dir", default=str(Path("~/.cache/distill").expanduser()))
+    parser.add_argument("--cache-dir", default=str(Path(os.environ.get("DISTILL_CACHE_DIR", "~/.cache/distill")).expanduser()))
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/quality[_quick].json)")
     parser.add_argument("--quick", action="store_true", help="short runs and 2 seeds, for CI")
     args = parser.parse_args(argv)
