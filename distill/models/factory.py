@@ -116,4 +116,5 @@ _BUILTIN_FAMILY_MODULES: tuple[str, ...] = (
     "distill.models.cifar",
     "distill.models.timm_models",
     "distill.models.huggingface",
+    "distill.models.causal_lm",
 )
