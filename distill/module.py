@@ -14,6 +14,7 @@ from torchmetrics import MeanMetric
 from distill.batch import Batch, forward_logits, forward_logits_checked, split_batch
 from distill.errors import DistillError
 from distill.features import FeatureCapture
+from distill.lm.predictions import is_token_output, next_token_predictions
 from distill.losses.base import LossTerm, StepOutputs
 from distill.models.casting import CastInputs
 from distill.models.fingerprint import weights_sha256
@@ -191,7 +192,7 @@ class DistillationModule(L.LightningModule):
                 stacklevel=2,
             )
         labels = outputs.labels
-        if labels is not None and not labels.is_floating_point() and student.dim() >= 2:
+        if labels is not None and not labels.is_floating_point() and student.dim() >= 2 and not is_token_output(student, labels):
             num_classes = student.shape[self.class_dim]
             low, high = int(labels.min()), int(labels.max())
             if low < 0 or high >= num_classes:
@@ -301,13 +302,15 @@ class DistillationModule(L.LightningModule):
         for name, value in values.items():
             self.log(f"{stage}/loss/{name}", value, batch_size=batch_size, sync_dist=True)
 
-        student_pred = outputs.student.argmax(self.class_dim)
-        teacher_pred = outputs.teacher.argmax(self.class_dim)
+        labels = outputs.labels
+        if is_token_output(outputs.student, labels):  # a causal LM: next-token predictions where loss is taken
+            student_pred, teacher_pred, labels = next_token_predictions(outputs.student, outputs.teacher, labels)
+        else:
+            student_pred, teacher_pred = outputs.student.argmax(self.class_dim), outputs.teacher.argmax(self.class_dim)
         if student_pred.shape == teacher_pred.shape:
             agreement = getattr(self, f"{stage}_agreement")
             agreement.update((student_pred == teacher_pred).float())
             self.log(f"{stage}/agreement", agreement, batch_size=batch_size)
-        labels = outputs.labels
         if labels is not None and labels.shape == student_pred.shape and not labels.is_floating_point():
             acc = getattr(self, f"{stage}_acc")
             acc.update((student_pred == labels).float())

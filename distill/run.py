@@ -66,6 +66,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     # everything that can be wrong in the config fails here, before any training
     datamodule = instantiate(cfg.data)
+    from distill.cli.language_model import is_language_model_data, run_language_model
+
+    if is_language_model_data(datamodule):  # causal LMs: their own steps and report
+        return run_language_model(cfg, datamodule, run_dir, started)
     num_classes = datamodule.num_classes
     loss = {name: _loss_term(term) for name, term in cfg.loss.items() if term is not None}
     _check_labels_for(loss, cfg)

@@ -1,0 +1,185 @@
+"""The main job for causal language models: ``python -m distill.run experiment=lm``.
+
+``distill.run`` hands over here when the data module is a language-model one.
+The steps mirror the classification job: the teacher (a saved model, or
+trained first on next-token cross-entropy and cached), the student (a saved
+model, or built from a config), a vocabulary check, distillation with
+Lightning's Trainer, the optional ``baseline=true`` student trained alone, and
+the LM fidelity report; the student is also written as a ``save_pretrained``
+directory with its tokenizer.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from distill.checkpoint_io import AtomicCheckpointIO
+from distill.errors import DistillError
+from distill.lm.mask_audit import mask_audit
+from distill.lm.training import CausalLMTraining
+from distill.lm.vocabulary import reconcile_vocabularies
+from distill.lm.export import save_language_model
+from distill.models import build_model, check_model_name
+from distill.models.causal_lm import load_tokenizer
+from distill.models.fingerprint import weights_sha256
+from distill.models.factory import model_options
+from distill.module import DistillationModule
+from distill.report.lm_report import language_model_report
+from distill.summary import write_summary
+from distill.teachers import PreparedTeacher, TeacherCache, prepare_teacher
+
+log = logging.getLogger("distill")
+
+
+def is_language_model_data(datamodule: Any) -> bool:
+    return bool(getattr(datamodule, "is_language_model", False))
+
+
+def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started: float) -> dict[str, Any]:
+    """One LM distillation job; returns its summary (also written to ``summary.json``)."""
+    job = _job()
+
+    vocab = datamodule.num_classes
+    loss = {name: job._loss_term(term) for name, term in cfg.loss.items() if term is not None}
+    for model_cfg in (cfg.teacher, cfg.student):
+        check_model_name(model_cfg.name)
+    if cfg.teacher.get("cache"):
+        raise DistillError("teacher.cache=true is not available for language models yet; set teacher.cache=false")
+    job._make_trainer(cfg, logger=False, callbacks=[], enable_checkpointing=False)
+    example = datamodule.datasets["train"].examples[0]
+    audit = mask_audit(*example, datamodule.tokenizer)
+    log.info("Loss-mask audit of the first training example:\n%s", audit)
+
+    teacher = _prepare(cfg, cfg.teacher, datamodule, run_dir, "teacher")
+    L.seed_everything(cfg.seed, workers=True)
+    student = build_model(cfg.student.name, vocab, **_options(cfg.student))
+    student_tokenizer = load_tokenizer(cfg.student.path) if cfg.student.get("path") else datamodule.tokenizer
+    teacher_model, student_run, note = reconcile_vocabularies(teacher.model, student, datamodule.tokenizer, student_tokenizer)
+    if note:
+        log.info("%s", note)
+    module = DistillationModule(
+        student_run, teacher_model, loss, optimizer=instantiate(cfg.optimizer),
+        lr_scheduler=instantiate(cfg.lr_scheduler) if cfg.get("lr_scheduler") else None,
+        teacher_source=teacher.source, teacher_dtype=cfg.teacher.get("dtype"),
+    )
+    resume_from = job._resume_from(cfg, run_dir, module)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    trainer = job._make_trainer(cfg, callbacks=callbacks, logger=job._logger(cfg, resume_from), plugins=[AtomicCheckpointIO()])
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    best = job._best_checkpoint(trainer)
+    trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    if not trainer.is_global_zero:
+        return {}
+    export_dir = save_language_model(student, student_tokenizer, run_dir / "student_model")
+
+    models = {"teacher": (_model_name(cfg.teacher), teacher_model), "student": (_model_name(cfg.student), student_run)}
+    if cfg.get("baseline"):
+        L.seed_everything(cfg.seed, workers=True)
+        baseline = _prepare(cfg, cfg.student, datamodule, run_dir, "baseline").model
+        models["baseline"] = (_model_name(cfg.student), reconcile_vocabularies(teacher.model, baseline, datamodule.tokenizer, student_tokenizer)[1])
+    report = language_model_report(models, datamodule, run_dir, notes=[note] if note else [],
+                                   speed=bool(cfg.get("report", {}).get("speed", True)))
+    (run_dir / "mask_audit.txt").write_text(audit + "\n")
+    rows = {row["role"]: row for row in report["rows"]}
+    summary = {
+        "task": "language_model",
+        "teacher": {"name": models["teacher"][0], "source": teacher.source, "origin": teacher.origin,
+                    "perplexity": rows["teacher"]["perplexity"], "parameters": rows["teacher"]["parameters"],
+                    "test_accuracy": rows["teacher"]["accuracy"],
+                    "sha256": module.teacher_sha256, "sha256_after": weights_sha256(teacher.model)},
+        "student": {"name": models["student"][0], "perplexity": rows["student"]["perplexity"],
+                    "parameters": rows["student"]["parameters"], "agreement": rows["student"]["agreement"],
+                    "kl": rows["student"]["kl"], "checkpoint": best or None, "weights": str(export_dir),
+                    "test_accuracy": rows["student"]["accuracy"],  # next-token accuracy (sweep summaries rank by it)
+                    "best_val_accuracy": job._best_score(trainer)},
+        "agreement": rows["student"]["agreement"],
+        "loss": {name: repr(term) for name, term in module.loss_terms.items()},
+        "seconds": time.perf_counter() - started,
+        "run_dir": str(run_dir),
+        "logs": getattr(trainer.logger, "log_dir", None),
+        "report": {"json": str(run_dir / "report_lm.json"), "markdown": str(run_dir / "report_lm.md")},
+        "line": report["summary"],
+    }
+    if "baseline" in rows:
+        summary["baseline"] = {k: rows["baseline"][k] for k in ("perplexity", "agreement", "kl")}
+    write_summary(summary, run_dir)
+    print((run_dir / "report_lm.md").read_text(), flush=True)
+    return summary
+
+
+def _prepare(cfg: DictConfig, model_cfg: DictConfig, datamodule: Any, run_dir: Path, role: str) -> PreparedTeacher:
+    """The teacher (``role="teacher"``) or the student trained alone (``"baseline"``): given, or trained first and cached."""
+    job = _job()
+
+    options = _options(model_cfg)
+    given_weights = "DEFAULT" if role == "teacher" and options.get("path") else None  # a saved LM is a trained one
+    checkpoint = model_cfg.get("checkpoint") if role == "teacher" else None
+    if role == "teacher" and not (checkpoint or given_weights) and not cfg.data.get("labels", True):
+        raise DistillError("the LM teacher would be trained first, which needs labels, but data.labels=false; give teacher.path=DIR")
+    schedule = model_cfg.train if role == "teacher" else None
+    epochs = schedule.epochs if schedule is not None else cfg.trainer.max_epochs
+    optimizer = schedule.optimizer if schedule is not None else cfg.optimizer
+    scheduler = schedule.get("lr_scheduler") if schedule is not None else cfg.get("lr_scheduler")
+    spec = {
+        "task": "language_model",
+        "vocabulary": datamodule.num_classes,
+        "data": job._without(cfg.data, job._NOT_IN_TEACHER_KEY | {"cache_dir"}),
+        "trainer": job._without(cfg.trainer, job._NOT_IN_TEACHER_KEY),
+        "seed": cfg.seed, "model": model_cfg.name, "options": options, "epochs": epochs,
+        "optimizer": OmegaConf.to_container(optimizer, resolve=True),
+        "lr_scheduler": OmegaConf.to_container(scheduler, resolve=True) if scheduler else None,
+    }
+    given = bool(checkpoint or given_weights)
+    return prepare_teacher(
+        model_cfg.name, datamodule.num_classes, checkpoint=checkpoint, weights=given_weights,
+        trusted_checkpoint=bool(model_cfg.get("trusted_checkpoint", False)), options=options,
+        train=_training(cfg, datamodule, run_dir, f"{role}_training", epochs, optimizer, scheduler),
+        cache=None if given else TeacherCache(Path(cfg.cache_dir).expanduser() / ("teachers" if role == "teacher" else "baselines")),
+        spec=None if given else spec, role=role,
+    )
+
+
+def _training(cfg: DictConfig, datamodule: Any, run_dir: Path, name: str, epochs: int, optimizer: Any,
+              lr_scheduler: Any) -> Callable[[nn.Module], None]:
+    job = _job()
+
+    def train(model: nn.Module) -> None:
+        trainer = job._make_trainer(
+            cfg, devices=1, num_nodes=1, strategy="auto", max_epochs=epochs,
+            logger=L.pytorch.loggers.CSVLogger(run_dir, name=name, version=""), callbacks=[], enable_checkpointing=False,
+        )
+        module = CausalLMTraining(model, optimizer=instantiate(optimizer),
+                                  lr_scheduler=instantiate(lr_scheduler) if lr_scheduler else None)
+        trainer.fit(module, datamodule=datamodule)
+
+    return train
+
+
+def _job() -> Any:
+    """The classification job's helpers for config pieces (trainer, logger, loss terms, checkpoints)."""
+    return importlib.import_module("distill.run")
+
+
+def _options(model_cfg: DictConfig) -> dict[str, Any]:
+    return model_options(OmegaConf.to_container(model_cfg, resolve=True))
+
+
+def _model_name(model_cfg: DictConfig) -> str:
+    """A readable name: the saved model's directory, or the model type and depth of a built one."""
+    if model_cfg.get("path"):
+        return Path(str(model_cfg.path)).name
+    config = model_cfg.get("config") or {}
+    layers = config.get("n_layer") or config.get("num_hidden_layers")
+    width = config.get("n_embd") or config.get("hidden_size")
+    kind = config.get("model_type") or "lm"
+    return f"{kind}-{layers}x{width}" if layers and width else str(model_cfg.name)
