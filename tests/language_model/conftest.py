@@ -49,3 +49,11 @@ def save_tiny_gpt2(tmp_path_factory, tiny_tokenizer_dir):
         return folder
 
     return save
+
+
+@pytest.fixture(scope="session")
+def make_gpt2():
+    """``make(vocab_size, layers=2, width=32, ...)``: a new tiny GPT2LMHeadModel (train mode)."""
+    from transformers import GPT2LMHeadModel
+
+    return lambda vocab_size, *args, **kwargs: GPT2LMHeadModel(gpt2_config(vocab_size, *args, **kwargs))
