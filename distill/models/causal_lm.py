@@ -2,7 +2,7 @@
 
 The model family ``hf_causal_lm`` gives, in order of preference: the model
 saved in ``path`` (``AutoModelForCausalLM.from_pretrained``, local files
-only); a new model built from ``config_from``'s ``config.json`` with
+only; ``path`` may also be a ``.gguf`` file); a new model built from ``config_from``'s ``config.json`` with
 ``config`` overrides (fewer layers, a smaller width), optionally starting from
 every k-th of that directory's layers and its embeddings (``init_layers``,
 DistilBERT-style); or a new model built from ``config`` alone (it must then
@@ -99,23 +99,32 @@ def source_layers(init_layers: str | int | Sequence[int], num_layers: int) -> li
 
 
 def load_causal_lm(directory: str, overrides: Mapping[str, Any], options: Mapping[str, Any]) -> nn.Module:
-    """``AutoModelForCausalLM.from_pretrained(directory)`` offline, with config overrides; one-line errors."""
+    """``AutoModelForCausalLM.from_pretrained(directory)`` offline, with config overrides; one-line errors.
+
+    ``directory`` may also be a ``.gguf`` file (read by transformers with the ``gguf`` package, dequantised).
+    """
     transformers = _transformers()
-    folder = _check_directory(directory)
+    folder, gguf = _gguf(directory)
+    if gguf is None:
+        folder = _check_directory(directory)
     model_config = _apply_overrides(_read_config(directory), overrides, directory)
     try:
         return transformers.AutoModelForCausalLM.from_pretrained(
-            str(folder), config=model_config, local_files_only=True, **options
+            str(folder), config=model_config, local_files_only=True, **gguf_option(gguf), **options
         )
+    except ImportError as error:
+        raise DistillError(f"cannot load {directory}: {_first_line(error)}") from None
     except (OSError, ValueError, RuntimeError) as error:
         raise DistillError(f"cannot load the language model in {folder}: {_first_line(error)}") from None
 
 
 def load_tokenizer(directory: str) -> Any:
     """The tokenizer saved in ``directory`` (offline), with a pad token (the EOS token when it has none)."""
-    folder = _check_directory(directory, needs_config=False)
+    folder, gguf = _gguf(directory)
+    if gguf is None:
+        folder = _check_directory(directory, needs_config=False)
     try:
-        tokenizer = _transformers().AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        tokenizer = _transformers().AutoTokenizer.from_pretrained(str(folder), local_files_only=True, **gguf_option(gguf))
     except (OSError, ValueError, KeyError) as error:
         raise DistillError(f"cannot load a tokenizer from {folder}: {_first_line(error)}") from None
     if tokenizer.pad_token is None:
@@ -187,12 +196,28 @@ def _check_directory(directory: str, needs_config: bool = True) -> Path:
     return folder
 
 
+def _gguf(path: str) -> tuple[Path, str | None]:
+    """``(folder, file name)`` of a ``.gguf`` file, ``(path, None)`` otherwise."""
+    file = Path(str(path)).expanduser()
+    if file.suffix != ".gguf":
+        return file, None
+    if not file.is_file():
+        raise DistillError(f"{path} does not exist; give the path of a local .gguf file")
+    return file.parent, file.name
+
+
+def gguf_option(gguf: str | None) -> dict[str, str]:
+    return {"gguf_file": gguf} if gguf else {}
+
+
 def _read_config(directory: str) -> Any:
-    folder = _check_directory(directory)
+    folder, gguf = _gguf(directory)
+    if gguf is None:
+        folder = _check_directory(directory)
     try:
-        return _transformers().AutoConfig.from_pretrained(str(folder), local_files_only=True)
-    except (OSError, ValueError, KeyError) as error:
-        raise DistillError(f"cannot read {folder / 'config.json'}: {_first_line(error)}") from None
+        return _transformers().AutoConfig.from_pretrained(str(folder), local_files_only=True, **gguf_option(gguf))
+    except (OSError, ValueError, KeyError, ImportError) as error:
+        raise DistillError(f"cannot read the config of {directory}: {_first_line(error)}") from None
 
 
 def _apply_overrides(model_config: Any, overrides: Mapping[str, Any], where: str) -> Any:
