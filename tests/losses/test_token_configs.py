@@ -21,6 +21,7 @@ LM_CONFIGS = {
     "lm_skew_kl": {"skew_kl": losses.TokenSkewKL, "ce": losses.TokenCrossEntropy},
     "lm_ce": {"ce": losses.TokenCrossEntropy},
     "lm_hidden_states": {"kd": losses.TokenKL, "hidden": losses.TokenHiddenStates, "ce": losses.TokenCrossEntropy},
+    "lm_attention": {"kd": losses.TokenKL, "attention": losses.TokenAttention, "ce": losses.TokenCrossEntropy},
 }
 
 
@@ -34,7 +35,7 @@ def test_lm_config_builds_its_terms_and_they_compute(name):
     assert text.startswith("# ") and any(str(year) in text.splitlines()[0] for year in range(2003, 2027))
     terms = {key: instantiate(value) for key, value in OmegaConf.load(CONF_LOSS / f"{name}.yaml").items()}
     assert {key: type(term) for key, term in terms.items()} == LM_CONFIGS[name]
-    terms = {key: term for key, term in terms.items() if not term.needs_build}  # the others need model features
+    terms = {key: term for key, term in terms.items() if not term.student_layers}  # the others read model features
     student = torch.randn(2, 5, 7, requires_grad=True)
     labels = torch.randint(0, 7, (2, 5))
     labels[:, :2] = -100
