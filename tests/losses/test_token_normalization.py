@@ -166,3 +166,9 @@ def test_lightning_gradient_accumulation_with_the_normalizer_matches_one_big_bat
     torch.testing.assert_close(after, start - reference.embed.weight.grad)
     # each micro-batch's own token mean weights the 2 tokens of the first as much as the 8 of the second
     assert not torch.allclose(after_local_means, after, atol=1e-4)
+
+
+def test_a_non_positive_normalizer_is_a_one_line_error():
+    s, t, y = MICRO[0]
+    with pytest.raises(DistillError, match="normalizer must be > 0"):
+        token_kl_loss(s, t, y, normalizer=0)

@@ -100,3 +100,7 @@ __all__ += [
     "teacher_topk",
     "topk_buckets",
 ]
+from distill.losses.functional.token_attention import token_attention_kl  # noqa: E402
+from distill.losses.functional.token_hidden_states import token_hidden_state_mse  # noqa: E402
+
+__all__ += ["token_attention_kl", "token_hidden_state_mse"]

@@ -52,4 +52,4 @@ def token_attention_kl(
     teacher_rows = teacher_attention.detach().float().transpose(1, 2)[:, :-1][mask]
     per_head = (torch.xlogy(teacher_rows, teacher_rows) - teacher_rows * student_rows.clamp_min(_TINY).log()).sum(-1)
     total = per_head.mean(dim=-1).sum()
-    return total / (max(int(mask.sum()), 1) if normalizer is None else normalizer)
+    return total / (mask.sum().clamp_min(1) if normalizer is None else normalizer)

@@ -39,4 +39,4 @@ def token_hidden_state_mse(
     _, mask = next_token_targets(labels, ignore_index)
     difference = student_hidden[:, :-1][mask].float() - teacher_hidden[:, :-1][mask].detach().float()
     total = difference.pow(2).mean(dim=-1).sum()
-    return total / (max(int(mask.sum()), 1) if normalizer is None else normalizer)
+    return total / (mask.sum().clamp_min(1) if normalizer is None else normalizer)

@@ -133,7 +133,8 @@ def check_unit_interval(value: float, name: str, upper_open: bool = False) -> fl
 
 
 def check_normalizer(normalizer: float | Tensor | None) -> float | Tensor | None:
-    if normalizer is not None and not bool(torch.as_tensor(normalizer) > 0):
+    # a tensor is not checked: reading its value would wait for the device on every step
+    if normalizer is not None and not isinstance(normalizer, Tensor) and not normalizer > 0:
         raise DistillError(
             f"normalizer must be > 0 (the number of loss-carrying tokens to divide by), got {normalizer}"
         )
