@@ -138,3 +138,15 @@ def test_chunked_row_sum_adds_up_an_arbitrary_row_loss():
     expected = torch.zeros(10, 3)
     expected[rows] = 2 * student.detach()[rows]
     torch.testing.assert_close(student.grad, expected)
+
+
+@pytest.mark.parametrize("name", ["kl", "kl_top5", "ce"])
+def test_chunked_equals_unchunked_under_bf16_autocast(name):
+    loss = LOSSES[name]
+    s, t, y = _batch(7)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reference_value, reference_grad = _value_and_grad(loss, s, t, y, None)
+        value, grad = _value_and_grad(loss, s, t, y, 4)
+    assert value.dtype == torch.float32
+    torch.testing.assert_close(value, reference_value, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, reference_grad, rtol=1e-4, atol=1e-6)
