@@ -150,3 +150,25 @@ def test_chunked_equals_unchunked_under_bf16_autocast(name):
     assert value.dtype == torch.float32
     torch.testing.assert_close(value, reference_value, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad, reference_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_the_chunked_graph_keeps_no_float32_softmax_for_backward():
+    """Unchunked autograd saves [N, V] float32 tensors for backward; chunked, only one chunk's, freed after it."""
+    s, t, y = _batch(8)
+    s = s.bfloat16().requires_grad_(True)
+    tokens, vocab = int((y[:, 1:] != IGNORE).sum()), s.shape[-1]
+
+    def saved_float32_rows(chunk_size):
+        saved = []
+
+        def pack(tensor):
+            if tensor.dtype == torch.float32 and tensor.dim() == 2 and tensor.shape[-1] == vocab:
+                saved.append(tensor.shape[0])
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            token_kl_loss(s, t, y, chunk_size=chunk_size)
+        return saved
+
+    assert tokens in saved_float32_rows(None)
+    assert max(saved_float32_rows(4)) == 4
