@@ -304,6 +304,11 @@ def main(cfg: DictConfig) -> None:
     try:
         hydra_cfg = HydraConfig.get()
         out_dir = Path(cfg.out_dir).expanduser() if cfg.out_dir else Path(hydra_cfg.runtime.output_dir)
+        from distill.cli.language_model import evaluate_language_model, is_saved_language_model
+
+        if is_saved_language_model(cfg.checkpoint):  # an LM run's student_model/: the LM report
+            evaluate_language_model(cfg, list(hydra_cfg.overrides.task), out_dir)
+            return
         result = evaluate_saved(cfg, hydra_cfg.overrides.task, out_dir)
     except (DistillError, InstantiationException) as error:
         cause = error if isinstance(error, DistillError) else error.__cause__

@@ -117,8 +117,12 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
     return summary
 
 
-def _prepare(cfg: DictConfig, model_cfg: DictConfig, datamodule: Any, run_dir: Path, role: str) -> PreparedTeacher:
-    """The teacher (``role="teacher"``) or the student trained alone (``"baseline"``): given, or trained first and cached."""
+def _prepare(cfg: DictConfig, model_cfg: DictConfig, datamodule: Any, run_dir: Path, role: str,
+             allow_training: bool = True) -> PreparedTeacher:
+    """The teacher (``role="teacher"``) or the student trained alone (``"baseline"``): given, or trained first and cached.
+
+    ``allow_training=False``: a model that is not in the cache is an error (evaluation never retrains by surprise).
+    """
     job = _job()
 
     options = _options(model_cfg)
@@ -143,7 +147,8 @@ def _prepare(cfg: DictConfig, model_cfg: DictConfig, datamodule: Any, run_dir: P
     return prepare_teacher(
         model_cfg.name, datamodule.num_classes, checkpoint=checkpoint, weights=given_weights,
         trusted_checkpoint=bool(model_cfg.get("trusted_checkpoint", False)), options=options,
-        train=_training(cfg, datamodule, run_dir, f"{role}_training", epochs, optimizer, scheduler),
+        train=_training(cfg, datamodule, run_dir, f"{role}_training", epochs, optimizer, scheduler) if allow_training
+        else _not_in_cache(Path(cfg.cache_dir).expanduser(), role),
         cache=None if given else TeacherCache(Path(cfg.cache_dir).expanduser() / ("teachers" if role == "teacher" else "baselines")),
         spec=None if given else spec, role=role,
     )
@@ -163,6 +168,60 @@ def _training(cfg: DictConfig, datamodule: Any, run_dir: Path, name: str, epochs
         trainer.fit(module, datamodule=datamodule)
 
     return train
+
+
+def _not_in_cache(cache_dir: Path, role: str) -> Callable[[nn.Module], None]:
+    def refuse(model: nn.Module) -> None:
+        raise DistillError(
+            f"the run's {role} is not in the cache {cache_dir}; give the run's cache_dir=PATH, or train_teacher=true "
+            "to train it again with the run's settings"
+        )
+
+    return refuse
+
+
+def is_saved_language_model(path: Any) -> bool:
+    """Whether ``path`` is a ``save_pretrained`` directory of a causal LM (an LM run's ``student_model/``)."""
+    folder = Path(str(path)).expanduser()
+    return folder.is_dir() and (folder / "config.json").is_file()
+
+
+def evaluate_language_model(cfg: DictConfig, overrides: list[str], out_dir: Path) -> dict[str, Any]:
+    """``python -m distill.evaluate checkpoint=RUN/student_model``: the LM report of a saved student against
+    its run's teacher (from the run's cache), on the run's data; ``per_sample=true`` adds ``per_sequence.csv``."""
+    import csv
+
+    from distill.evaluate import find_run_config, load_run_config
+    from distill.models.causal_lm import load_causal_lm
+    from distill.report.lm_metrics import per_sequence_losses
+
+    folder = Path(str(cfg.checkpoint)).expanduser()
+    found = find_run_config(folder / "config.json")
+    if found is None:
+        raise DistillError(f"{folder} is not inside a distill run directory (no .hydra/config.yaml beside it)")
+    run_cfg = load_run_config(found)
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    if "cache_dir" in given:
+        run_cfg.cache_dir = cfg.cache_dir
+    datamodule = instantiate(run_cfg.data)
+    teacher = _prepare(run_cfg, run_cfg.teacher, datamodule, out_dir, "teacher", allow_training=bool(cfg.get("train_teacher")))
+    if teacher.origin == "cache" and teacher.model is not None:
+        log.info("Teacher read from the cache: %s", teacher.source)
+    student, tokenizer = load_causal_lm(str(folder), {}, {}), load_tokenizer(str(folder))
+    teacher_model, student_model, note = reconcile_vocabularies(teacher.model, student, datamodule.tokenizer, tokenizer)
+    models = {"teacher": (_model_name(run_cfg.teacher), teacher_model), "student": (folder.parent.name + "/" + folder.name, student_model)}
+    report = language_model_report(models, datamodule, out_dir, notes=[note] if note else [])
+    files = {"json": str(out_dir / "report_lm.json"), "markdown": str(out_dir / "report_lm.md")}
+    if cfg.get("per_sample"):
+        rows = per_sequence_losses(student_model, teacher_model, datamodule.test_dataloader())
+        with open(out_dir / "per_sequence.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        files["per_sequence"] = str(out_dir / "per_sequence.csv")
+    print((out_dir / "report_lm.md").read_text(), flush=True)
+    print(f"evaluation written to {', '.join(files.values())}", flush=True)
+    return {**report, "files": files}
 
 
 def _job() -> Any:

@@ -149,3 +149,27 @@ def summary_line(rows: Mapping[str, Mapping[str, Any]]) -> str:
         line += (f"; the student trained alone: perplexity {base['perplexity']:.1f}, agreement "
                  f"{100 * base['agreement']:.1f} %, KL {base['kl']:.3f}")
     return line
+
+
+@torch.no_grad()
+def per_sequence_losses(student: nn.Module, teacher: nn.Module, batches: Iterable[Any]) -> list[dict[str, float]]:
+    """For each sequence: its loss-carrying tokens, the student's and the teacher's mean NLL, the mean KL(teacher || student)."""
+    student.eval(), teacher.eval()
+    rows = []
+    for batch in batches:
+        parts = split_batch(batch)
+        targets, mask = next_token_targets(parts.labels)
+        s = F.log_softmax(forward_logits(student, parts)[:, :-1].float(), -1)
+        t = F.log_softmax(forward_logits(teacher, parts)[:, :-1].float(), -1)
+        size = min(s.shape[-1], t.shape[-1])
+        s, t = F.log_softmax(s[..., :size], -1), F.log_softmax(t[..., :size], -1)
+        safe = targets.clamp(min=0)[..., None]
+        nll_s, nll_t = -s.gather(-1, safe)[..., 0], -t.gather(-1, safe)[..., 0]
+        kl = (t.exp() * (t - s)).sum(-1)
+        for b in range(len(targets)):
+            n = int(mask[b].sum())
+            rows.append({"sequence": len(rows), "tokens": n,
+                         "student_nll": float(nll_s[b][mask[b]].mean()) if n else float("nan"),
+                         "teacher_nll": float(nll_t[b][mask[b]].mean()) if n else float("nan"),
+                         "kl": float(kl[b][mask[b]].mean()) if n else float("nan")})
+    return rows

@@ -45,8 +45,23 @@ def test_experiment_lm_trains_the_teacher_distils_and_reports(tmp_path):
 
 
 @pytest.mark.slow
-def test_second_run_reuses_the_teacher_and_baseline_joins_the_report(tmp_path):
+def test_evaluate_the_saved_student_then_a_second_run_reuses_the_teacher_with_a_baseline(tmp_path):
     assert run_lm(tmp_path).returncode == 0
+    run = tmp_path / "run"
+    report = json.loads((run / "report_lm.json").read_text())
+    # distill.evaluate on the saved student: the same LM report, the teacher from the run's cache
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "distill.evaluate", f"checkpoint={run / 'student_model'}", "per_sample=true",
+         f"out_dir={tmp_path / 'eval'}", f"hydra.run.dir={tmp_path / 'eval'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    again = json.loads((tmp_path / "eval" / "report_lm.json").read_text())
+    assert again["rows"][1]["perplexity"] == pytest.approx(report["rows"][1]["perplexity"], rel=1e-4)
+    assert again["rows"][1]["kl"] == pytest.approx(report["rows"][1]["kl"], rel=1e-3, abs=1e-6)
+    lines = (tmp_path / "eval" / "per_sequence.csv").read_text().splitlines()
+    assert lines[0] == "sequence,tokens,student_nll,teacher_nll,kl" and len(lines) > 2
+
     result = run_lm(tmp_path, "baseline=true", run="second")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "second" / "summary.json").read_text())
