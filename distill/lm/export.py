@@ -19,6 +19,9 @@ def save_language_model(model: nn.Module, tokenizer: Any, directory: str | Path)
         raise DistillError(f"a {type(model).__name__} has no save_pretrained; only Hugging Face language models export this way")
     folder = Path(directory).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar in the run's log
     model.save_pretrained(str(folder))
     if tokenizer is not None:
         tokenizer.save_pretrained(str(folder))
