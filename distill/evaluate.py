@@ -26,6 +26,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from distill.cli.language_model import evaluate_language_model, is_saved_language_model
 from distill.cli.config_directory import config_dir
 from distill.cli.error_policy import command_entry, guarded
 from distill.cli.overrides import check_checkpoint_command, command_line_keys
@@ -76,6 +77,9 @@ def evaluate_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.
 def _job(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     out_dir = Path(cfg.out_dir).expanduser() if cfg.out_dir else Path(hydra_cfg.runtime.output_dir)
+    if is_saved_language_model(cfg.checkpoint):  # an LM run's student_model/: the LM report
+        evaluate_language_model(cfg, list(hydra_cfg.overrides.task), out_dir)
+        return
     result = evaluate_saved(cfg, hydra_cfg.overrides.task, out_dir)
     print_report(result)
     for name, value in result.get("losses", {}).items():

@@ -11,6 +11,7 @@ from torch import Tensor
 from distill.errors import DistillError
 from distill.pair_checks import check_labels
 from distill.partial_labels import IGNORE_INDEX
+from distill.lm.predictions import is_token_output
 from distill.losses.base import LossTerm, StepOutputs
 
 
@@ -32,10 +33,11 @@ def check_first_batch(outputs: StepOutputs, loss_terms: Mapping[str, LossTerm], 
         )
     labels = outputs.labels
     check_labels(loss_terms, labels, student, class_dim)
+    tokens = is_token_output(student, labels)  # a causal LM: [B, T] token ids against a [B, T, V] vocabulary
     if labels is not None and not labels.is_floating_point():
-        labels = labels[labels != IGNORE_INDEX]  # samples without a label (partly-labelled data)
+        labels = labels[labels != IGNORE_INDEX]  # samples (or tokens) without a label
     if labels is not None and not labels.is_floating_point() and student.dim() >= 2 and labels.numel():
-        num_classes = student.shape[class_dim]
+        num_classes = student.shape[-1 if tokens else class_dim]
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= num_classes:
             raise DistillError(

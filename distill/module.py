@@ -20,6 +20,7 @@ from distill.diagnostics.gradient_norms import GradientNorms
 from distill.errors import DistillError
 from distill.features import FeatureCapture
 from distill.first_batch_checks import check_first_batch
+from distill.lm.predictions import is_token_output, next_token_predictions
 from distill.losses.base import LossTerm, StepOutputs
 from distill.models.fingerprint import weights_sha256
 from distill.non_finite import NonFiniteLossGuard
@@ -316,13 +317,15 @@ class DistillationModule(L.LightningModule):
 
         # the metric objects are updated per batch and logged once, at the epoch's end (one
         # self.log each instead of one per batch); they sync over DDP ranks themselves
-        student_pred = outputs.student.argmax(self.class_dim)
-        teacher_pred = outputs.teacher.argmax(self.class_dim)
+        labels = outputs.labels
+        if is_token_output(outputs.student, labels):  # a causal LM: next-token predictions where loss is taken
+            student_pred, teacher_pred, labels = next_token_predictions(outputs.student, outputs.teacher, labels)
+        else:
+            student_pred, teacher_pred = outputs.student.argmax(self.class_dim), outputs.teacher.argmax(self.class_dim)
         updated = self._updated_metrics.setdefault(stage, set())
         if student_pred.shape == teacher_pred.shape:
             getattr(self, f"{stage}_agreement").update((student_pred == teacher_pred).float())
             updated.add("agreement")
-        labels = outputs.labels
         if labels is not None and labels.shape == student_pred.shape and not labels.is_floating_point():
             getattr(self, f"{stage}_acc").update((student_pred == labels).float())
             updated.add("acc")

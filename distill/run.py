@@ -27,8 +27,10 @@ from distill.checkpoint_io import AtomicCheckpointIO
 from distill.cli.config_directory import config_dir
 from distill.cli.error_policy import command_entry, guarded
 from distill.cli.config_checks import check_batch_size, check_buildable, check_config
+from distill.cli.language_model import is_language_model_data, run_language_model
 from distill.cli.overrides import check_group_overrides
-from distill.cli.resume_checks import resume_checkpoint
+from distill.cli.best_student import best_checkpoint, best_score, load_best_student
+from distill.cli.resume_checks import check_resumed_teacher, resume_checkpoint
 from distill.cli.run_dir_check import check_run_dirs
 from distill.cli.teachers import (
     baseline_from_config,
@@ -41,7 +43,6 @@ from distill.cli.training import check_labels_for, loss_terms, make_callbacks, m
 from distill.errors import DistillError
 from distill.io import atomic_torch_save
 from distill.models import check_model_name, weights_sha256
-from distill.models.checkpoint import read_checkpoint
 from distill.models.torchvision_models import torchvision_model_names
 from distill.module import DistillationModule
 from distill.report.run_report import distillation_report
@@ -61,6 +62,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     # everything that can be wrong in the config fails here, before any training
     datamodule = instantiate(cfg.data)
+    if is_language_model_data(datamodule):  # causal LMs: their own steps and report
+        return run_language_model(cfg, datamodule, run_dir, started)
     loss = loss_terms(cfg.loss)
     check_labels_for(loss, cfg)
     check_teacher_names(cfg.teacher)
@@ -101,12 +104,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         teacher_dtype=cfg.teacher.get("dtype"),
         batch_augment=instantiate(cfg.augment).for_classes(datamodule.num_classes) if cfg.get("augment") else None,
     )
-    _check_resumed_teacher(resume_from, module)
+    check_resumed_teacher(resume_from, module)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     if not trainer.is_global_zero:
         return {}  # under DDP, rank 0 writes the weights, the report and the summary
 
-    best = _best_checkpoint(trainer)
+    best = best_checkpoint(trainer)
     load_best_student(module, best)
     weights_path = atomic_torch_save(module.student.state_dict(), run_dir / "student.pt")
     models = {"teacher": (cfg.teacher.name, module.teacher_as_run), "student": (cfg.student.name, module.student)}
@@ -130,7 +133,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "sha256": hashes["teacher_sha256_before"], "sha256_after": hashes["teacher_sha256_after"],
         },
         {
-            "name": cfg.student.name, "checkpoint": best or None, "best_val_accuracy": _best_score(trainer),
+            "name": cfg.student.name, "checkpoint": best or None, "best_val_accuracy": best_score(trainer),
             "weights": str(weights_path),
         },
         loss=loss_text,
@@ -145,28 +148,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def _check_resumed_teacher(path: str | None, module: DistillationModule) -> None:
-    """A checkpoint to resume from must have been trained against this teacher."""
-    if path is None:
-        return
-    recorded = read_checkpoint(path).get("distill", {}).get("teacher_sha256")
-    if recorded and recorded != module.teacher_sha256:
-        raise DistillError(
-            f"checkpoint {path} was trained against another teacher (weights sha256 {recorded[:12]}…, "
-            f"this run's teacher is {module.teacher_sha256[:12]}…); give the same teacher settings to resume"
-        )
-    log.info("Resuming from %s", path)
-
-
-def load_best_student(module: DistillationModule, best: str) -> None:
-    """Load the best checkpoint's student (and loss-term adapters) into ``module``; without one, keep the last."""
-    if not best:
-        log.info("No best checkpoint (nothing monitored): the report measures the student of the last step")
-        return
-    module.load_state_dict(read_checkpoint(best)["state_dict"])
-    log.info("Loaded the best student from %s for the weights file and the report", best)
-
-
 def _log_test_metrics(trainer: L.Trainer, report: dict[str, Any]) -> None:
     """The report's test numbers, logged next to the training curves (test/acc, test/agreement, test/teacher_acc)."""
     if trainer.logger is None:
@@ -179,22 +160,6 @@ def _log_test_metrics(trainer: L.Trainer, report: dict[str, Any]) -> None:
     }
     trainer.logger.log_metrics({k: v for k, v in values.items() if v is not None}, step=trainer.global_step)
     trainer.logger.save()
-
-
-def _best_checkpoint(trainer: L.Trainer) -> str:
-    """The path of the best checkpoint by the monitored metric ("" when there is none)."""
-    for callback in trainer.checkpoint_callbacks:
-        if callback.monitor and callback.best_model_path:
-            return callback.best_model_path
-    return ""
-
-
-def _best_score(trainer: L.Trainer) -> float | None:
-    """The best value of the monitored validation metric (val/acc), None when nothing was monitored."""
-    for callback in trainer.checkpoint_callbacks:
-        if callback.monitor and callback.best_model_score is not None:
-            return float(callback.best_model_score)
-    return None
 
 
 def _optimized_metric(summary: dict[str, Any], path: str | None) -> float | None:

@@ -7,6 +7,7 @@ that already trained all its epochs is finished: resuming it would only rewrite 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from torch import nn
 
 from distill.errors import DistillError
 from distill.models.checkpoint import read_checkpoint
+
+log = logging.getLogger("distill")
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path, student: nn.Module) -> Path | None:
@@ -91,3 +94,16 @@ def sigterm_advice(run_dir: Path) -> str:
         "trained): there is nothing to resume; run the same command again without resume=true "
         "(a teacher that finished training was cached and is reused)"
     )
+
+
+def check_resumed_teacher(path: str | None, module: Any) -> None:
+    """A checkpoint to resume from must have been trained against this teacher."""
+    if path is None:
+        return
+    recorded = read_checkpoint(path).get("distill", {}).get("teacher_sha256")
+    if recorded and recorded != module.teacher_sha256:
+        raise DistillError(
+            f"checkpoint {path} was trained against another teacher (weights sha256 {recorded[:12]}…, "
+            f"this run's teacher is {module.teacher_sha256[:12]}…); give the same teacher settings to resume"
+        )
+    log.info("Resuming from %s", path)

@@ -20,7 +20,7 @@ from distill.teachers import PreparedTeacher, TeacherCache, TeacherEnsemble, Tea
 log = logging.getLogger("distill")
 
 # settings that do not change the trained teacher, so changing them reuses it
-_NOT_IN_TEACHER_KEY = {
+NOT_IN_TEACHER_KEY = {
     "num_workers", "max_epochs", "log_every_n_steps", "enable_progress_bar", "enable_model_summary",
     "default_root_dir", "callbacks", "logger", "devices", "num_nodes", "strategy", "sync_batchnorm",
     "with_index", "download",
@@ -44,7 +44,7 @@ def model_spec(model_config: DictConfig) -> ModelSpec:
     return instantiate(resolved, _recursive_=False, _convert_="all")
 
 
-def _without(node: DictConfig, keys: set[str]) -> dict[str, Any]:
+def without(node: DictConfig, keys: set[str]) -> dict[str, Any]:
     return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in keys}
 
 
@@ -60,8 +60,8 @@ def trained_first_spec(cfg: DictConfig, datamodule: Any, data: DictConfig | None
     """
     return {
         "num_classes": datamodule.num_classes,
-        "data": _without(cfg.data if data is None else data, _NOT_IN_TEACHER_KEY),
-        "trainer": _without(cfg.trainer, _NOT_IN_TEACHER_KEY),
+        "data": without(cfg.data if data is None else data, NOT_IN_TEACHER_KEY),
+        "trainer": without(cfg.trainer, NOT_IN_TEACHER_KEY),
         "seed": cfg.seed,
         **{k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v for k, v in what.items()},
     }

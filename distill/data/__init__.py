@@ -6,6 +6,7 @@ from distill.data.digit_heads import DigitHeadsDataModule
 from distill.data.digits import DigitsDataModule
 from distill.data.image_folder import ImageFolderDataModule
 from distill.data.indexed import IndexedDataset, batch_item
+from distill.data.lm_text import LanguageModelDataModule
 from distill.data.tensor_dataset import TensorClassificationDataset
 from distill.data.text import TextClassificationDataModule
 
@@ -17,6 +18,7 @@ __all__ = [
     "DigitsDataModule",
     "ImageFolderDataModule",
     "IndexedDataset",
+    "LanguageModelDataModule",
     "TensorClassificationDataset",
     "TextClassificationDataModule",
     "batch_item",

@@ -71,3 +71,24 @@ __all__ = [
     "VID",
     "ReviewKD",
 ]
+
+# token-level terms for causal language models
+from distill.losses.token_attention import TokenAttention  # noqa: E402
+from distill.losses.token_cross_entropy import TokenCrossEntropy  # noqa: E402
+from distill.losses.token_hidden_states import TokenHiddenStates  # noqa: E402
+from distill.losses.token_jsd import TokenJSD  # noqa: E402
+from distill.losses.token_kl import TokenKL  # noqa: E402
+from distill.losses.token_reverse_kl import TokenReverseKL  # noqa: E402
+from distill.losses.token_skew_kl import TokenSkewKL  # noqa: E402
+from distill.losses.token_tvd import TokenTVD  # noqa: E402
+
+__all__ += [
+    "TokenAttention",
+    "TokenCrossEntropy",
+    "TokenHiddenStates",
+    "TokenJSD",
+    "TokenKL",
+    "TokenReverseKL",
+    "TokenSkewKL",
+    "TokenTVD",
+]

@@ -108,4 +108,5 @@ _BUILTIN_FAMILY_MODULES: tuple[str, ...] = (
     "distill.models.timm_models",
     "distill.models.huggingface",
     "distill.models.mnist1d",
+    "distill.models.causal_lm",
 )

@@ -74,7 +74,8 @@ def build_hf_sequence_classifier(
                 f"{FAMILY}: path={path} loads a whole saved model; init_layers starts a new one built from "
                 "config_from: give one or the other (set path=null to build from config_from)"
             )
-        return _load_saved(path, num_classes, bool(weights), overrides, class_map, load_options)
+        # from_pretrained gives eval mode, which Lightning would keep for the whole fit: train what is trained
+        return _load_saved(path, num_classes, bool(weights), overrides, class_map, load_options).train()
     if not config_from:
         raise DistillError(
             f"{FAMILY} needs path=DIR (a saved model) or config_from=DIR (a config.json to build a new model from)"
@@ -83,7 +84,7 @@ def build_hf_sequence_classifier(
         raise DistillError(f"{FAMILY}: weights={weights} needs path=DIR; a model built from config_from starts from random weights")
     if class_map is not None:
         raise DistillError(f"{FAMILY}: class_map needs path=DIR with a trained head; a new model has one output per data class")
-    return _build_from_config(config_from, num_classes, overrides, init_layers, load_options)
+    return _build_from_config(config_from, num_classes, overrides, init_layers, load_options).train()
 
 
 def _load_saved(

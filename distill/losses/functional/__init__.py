@@ -75,3 +75,32 @@ __all__ = [
     "soft_cross_entropy",
     "tvd_loss",
 ]
+
+# token-level losses for causal language models
+from distill.losses.functional.token_losses import (  # noqa: E402
+    global_token_normalizer,
+    token_cross_entropy,
+    token_jsd_loss,
+    token_kl_loss,
+    token_reverse_kl_loss,
+    token_skew_kl_loss,
+    token_tvd_loss,
+)
+from distill.losses.functional.token_topk import TeacherTopK, teacher_topk, topk_buckets  # noqa: E402
+
+__all__ += [
+    "global_token_normalizer",
+    "token_cross_entropy",
+    "token_jsd_loss",
+    "token_kl_loss",
+    "token_reverse_kl_loss",
+    "token_skew_kl_loss",
+    "token_tvd_loss",
+    "TeacherTopK",
+    "teacher_topk",
+    "topk_buckets",
+]
+from distill.losses.functional.token_attention import token_attention_kl  # noqa: E402
+from distill.losses.functional.token_hidden_states import token_hidden_state_mse  # noqa: E402
+
+__all__ += ["token_attention_kl", "token_hidden_state_mse"]

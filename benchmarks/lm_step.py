@@ -1,0 +1,174 @@
+"""distill's token-level KD step vs a hand-written PyTorch loop doing the same math, on the same tiny GPT pair.
+
+    python benchmarks/lm_step.py                 # 4 x 256 tokens, vocabulary 8192, 20 timed steps
+    python benchmarks/lm_step.py --quick         # a mechanics check in seconds (no meaningful timing)
+
+Both contenders run the same step: the frozen teacher's forward pass without
+gradients, the student's forward pass, 0.9 · T² · KL(teacher || student) + 0.1 ·
+CE over the loss-carrying next tokens, backward, an AdamW step. distill's is
+``DistillationModule.training_step`` with ``TokenKL`` and ``TokenCrossEntropy``
+(chunked over tokens); the hand loop builds the whole float32 softmax at once.
+Steps are interleaved (A, B, A, B, ...) so that machine noise hits both alike;
+the median step time and its ratio are printed, and on a GPU the peak memory of
+each step (``torch.cuda.max_memory_allocated``) and its ratio. One JSON line at
+the end holds every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+KD_WEIGHT, CE_WEIGHT, TEMPERATURE = 0.9, 0.1, 2.0
+
+
+@dataclass
+class Settings:
+    batch: int = 4
+    block: int = 256
+    vocab: int = 8192
+    teacher_layers: int = 4
+    student_layers: int = 2
+    width: int = 128
+    chunk_size: int | None = 256
+    warmup: int = 3
+    steps: int = 20
+    threads: int | None = None
+    seed: int = 0
+
+
+QUICK = Settings(batch=2, block=16, vocab=300, teacher_layers=2, student_layers=1, width=32, chunk_size=8, warmup=1, steps=2)
+
+
+def gpt2(settings: Settings, layers: int) -> torch.nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=settings.vocab, n_layer=layers, n_embd=settings.width, n_head=4,
+                        n_positions=settings.block, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    return GPT2LMHeadModel(config)
+
+
+def make_batch(settings: Settings, device: str) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(settings.seed)
+    ids = torch.randint(0, settings.vocab, (settings.batch, settings.block), generator=generator)
+    labels = ids.clone()
+    labels[:, : settings.block // 4] = -100  # a prompt without loss
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "labels": labels.to(device)}
+
+
+def hand_loss(student: torch.nn.Module, teacher: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The step's loss written out: shift, mask, T²·KL + CE, mean over loss tokens."""
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        teacher_logits = teacher(**inputs).logits[:, :-1]
+    student_logits = student(**inputs).logits[:, :-1]
+    targets = batch["labels"][:, 1:]
+    mask = targets != -100
+    s, t = student_logits[mask].float(), teacher_logits[mask].float()
+    log_p = F.log_softmax(t / TEMPERATURE, -1)
+    log_q = F.log_softmax(s / TEMPERATURE, -1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean() * TEMPERATURE**2
+    ce = F.cross_entropy(s, targets[mask])
+    return KD_WEIGHT * kl + CE_WEIGHT * ce
+
+
+class Contender:
+    def __init__(self, name: str, student: torch.nn.Module, teacher: torch.nn.Module, settings: Settings) -> None:
+        from distill import DistillationModule
+        from distill.losses import TokenCrossEntropy, TokenKL
+
+        self.name, self.student, self.teacher = name, student, teacher
+        if name == "distill":
+            self.module = DistillationModule(student, teacher, {
+                "kd": TokenKL(temperature=TEMPERATURE, weight=KD_WEIGHT, chunk_size=settings.chunk_size),
+                "ce": TokenCrossEntropy(weight=CE_WEIGHT, chunk_size=settings.chunk_size),
+            })
+            params = [p for p in self.module.parameters() if p.requires_grad]
+        else:
+            teacher.eval().requires_grad_(False)
+            params = list(student.parameters())
+        self.optimizer = torch.optim.AdamW(params, lr=1e-3)
+        self.times: list[float] = []
+        self.peaks: list[int] = []
+        self.first_loss: float | None = None
+
+    def step(self, batch: dict[str, torch.Tensor], timed: bool) -> None:
+        cuda = batch["input_ids"].is_cuda
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.module.training_step(batch, 0) if self.name == "distill" else hand_loss(self.student, self.teacher, batch)
+        loss.backward()
+        self.optimizer.step()
+        if cuda:
+            torch.cuda.synchronize()
+        if self.first_loss is None:
+            self.first_loss = float(loss.detach())
+        if timed:
+            self.times.append(time.perf_counter() - start)
+            if cuda:
+                self.peaks.append(torch.cuda.max_memory_allocated())
+
+
+def run(settings: Settings) -> dict:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*self.log.*")
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(settings.seed)
+    teacher, student = gpt2(settings, settings.teacher_layers), gpt2(settings, settings.student_layers)
+    teacher.to(device).eval()
+    student.to(device).train()
+    contenders = [Contender("distill", student, teacher, settings),
+                  Contender("hand", copy.deepcopy(student), copy.deepcopy(teacher), settings)]
+    batch = make_batch(settings, device)
+    for i in range(settings.warmup + settings.steps):
+        for contender in contenders:
+            contender.step(batch, timed=i >= settings.warmup)
+    rows = {}
+    for c in contenders:
+        rows[c.name] = {"median_step_s": statistics.median(c.times), "min_step_s": min(c.times),
+                        "max_step_s": max(c.times), "first_loss": c.first_loss,
+                        "peak_memory_mb": max(c.peaks) / 2**20 if c.peaks else None}
+    result = {"settings": asdict(settings), "device": device, "threads": torch.get_num_threads(), "contenders": rows,
+              "time_ratio": rows["distill"]["median_step_s"] / rows["hand"]["median_step_s"]}
+    if rows["hand"]["peak_memory_mb"]:
+        result["memory_ratio"] = rows["distill"]["peak_memory_mb"] / rows["hand"]["peak_memory_mb"]
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny setting: checks the mechanics only")
+    for field, default in asdict(Settings()).items():
+        if field != "chunk_size":
+            parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=None)
+    parser.add_argument("--chunk-size", type=int, default=None)
+    args = parser.parse_args(argv)
+    settings = QUICK if args.quick else Settings()
+    overrides = {k: v for k, v in vars(args).items() if k != "quick" and v is not None}
+    settings = Settings(**{**asdict(settings), **overrides})
+    result = run(settings)
+    for name, row in result["contenders"].items():
+        memory = f", peak {row['peak_memory_mb']:.0f} MiB" if row["peak_memory_mb"] else ""
+        print(f"{name:8s} median {1000 * row['median_step_s']:.1f} ms/step "
+              f"(min {1000 * row['min_step_s']:.1f}, max {1000 * row['max_step_s']:.1f}){memory}, first loss {row['first_loss']:.6f}")
+    print(f"distill / hand: time {result['time_ratio']:.2f}x" +
+          (f", peak memory {result['memory_ratio']:.2f}x" if "memory_ratio" in result else " (memory measured on a GPU only)"))
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

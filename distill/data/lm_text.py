@@ -1,0 +1,232 @@
+"""Causal language-modelling data: local text or JSONL files, or the embedded pydoc corpus by default.
+
+Batches are dicts of ``input_ids``, ``attention_mask`` and ``labels`` (``-100``
+where no loss is taken: prompts, user turns, padding), each ``B × block_size``;
+distill's batch splitting passes ``input_ids`` and ``attention_mask`` to the
+models and takes ``labels`` out. How each kind of file becomes examples, and
+how document boundaries are kept, is in :mod:`distill.data.lm_examples`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from distill.data import lm_examples
+from distill.data.bpe_tokenizer import bpe_tokenizer
+from distill.data.pydoc_corpus import pydoc_topics, split_topics
+from distill.errors import DistillError
+
+SPLITS = ("train", "val", "test")
+
+
+class TokenExamples(Dataset):
+    """Examples padded on the right to ``block_size``: dicts of ``input_ids``, ``attention_mask``, ``labels``."""
+
+    def __init__(self, examples: list[lm_examples.Example], block_size: int, pad_id: int, labels: bool = True,
+                 with_index: bool = False) -> None:
+        self.examples, self.block_size, self.pad_id = examples, block_size, pad_id
+        self.labels, self.with_index = labels, with_index
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        ids, labels = self.examples[i]
+        pad = self.block_size - len(ids)
+        item = {
+            "input_ids": torch.tensor(ids + [self.pad_id] * pad),
+            "attention_mask": torch.tensor([1] * len(ids) + [0] * pad),
+        }
+        if self.labels:
+            item["labels"] = torch.tensor(labels + [lm_examples.IGNORE_INDEX] * pad)
+        if self.with_index:
+            item["index"] = torch.tensor(i)
+        return item
+
+
+class LanguageModelDataModule(L.LightningDataModule):
+    """Token blocks for next-token prediction.
+
+    Args:
+        train_file: ``None``: the embedded corpus (CPython's ``pydoc_data.topics``, split by topic).
+            Else a ``.txt`` file (one document), a directory of ``.txt`` files (one
+            document each) or a ``.jsonl`` file whose records hold ``text`` (documents),
+            ``prompt`` and ``completion`` (loss on the completion), or ``messages``
+            (a chat, rendered by the tokenizer's chat template; loss on assistant turns).
+        val_file, test_file: the same kinds; without them, whole documents/records of
+            ``train_file`` are held out (``val_fraction``, ``test_fraction``, ``split_seed``).
+        tokenizer: a directory holding a Hugging Face tokenizer (e.g. the teacher's);
+            ``None``: a byte-level BPE of ``vocab_size`` tokens trained on the training
+            split and cached under ``cache_dir``.
+        block_size: tokens per example (longer documents are cut, shorter ones padded).
+        labels: ``False``: no ``labels`` in the batches (distillation without a data loss).
+        with_index: add each example's index in its split (``index``).
+    """
+
+    #: the run dispatches on this: batches of token sequences, models that predict the next token
+    is_language_model = True
+
+    def __init__(
+        self,
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        tokenizer: str | None = None,
+        vocab_size: int = 2048,
+        block_size: int = 128,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        split_seed: int = 0,
+        cache_dir: str = "~/.cache/distill",
+        labels: bool = True,
+        with_index: bool = False,
+    ) -> None:
+        super().__init__()
+        if block_size < 2:
+            raise DistillError(f"data.block_size={block_size}: a block needs at least 2 tokens")
+        self.files = {"train": train_file, "val": val_file, "test": test_file}
+        self.tokenizer_path, self.vocab_size, self.block_size = tokenizer, int(vocab_size), int(block_size)
+        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
+        self.fractions, self.split_seed = (float(val_fraction), float(test_fraction)), int(split_seed)
+        self.cache_dir, self.labels, self.with_index = cache_dir, bool(labels), bool(with_index)
+        if val_file is None and test_file is not None or (train_file is None and (val_file or test_file)):
+            raise DistillError("give val_file and test_file together with a train_file (or none of them)")
+        for split, path in self.files.items():
+            if path is not None and not Path(str(path)).expanduser().exists():
+                raise DistillError(f"data.{split}_file={path} does not exist")
+
+    # -- what the models need to know before any batch ---------------------------
+    @cached_property
+    def records(self) -> dict[str, list[Any]]:
+        """The raw documents or JSON records of each split."""
+        if self.files["train"] is None:
+            return split_topics(pydoc_topics(), *self.fractions, seed=self.split_seed)
+        if self.files["val"] is not None:
+            return {split: _read(self.files[split]) if self.files[split] else [] for split in SPLITS}
+        return _hold_out(_read(self.files["train"]), *self.fractions, seed=self.split_seed)
+
+    @cached_property
+    def tokenizer(self) -> Any:
+        if self.tokenizer_path:
+            from distill.models.causal_lm import load_tokenizer
+
+            return load_tokenizer(self.tokenizer_path)
+        texts = [_record_text(r) for r in self.records["train"]]
+        return bpe_tokenizer(texts, self.vocab_size, self.cache_dir)
+
+    @property
+    def num_classes(self) -> int:
+        """The vocabulary size: the number of tokens the models predict."""
+        return len(self.tokenizer)
+
+    @property
+    def kind(self) -> str:
+        """``text``, ``prompt_completion`` or ``chat``: what the training records hold."""
+        return _kind(self.records["train"])
+
+    def examples(self, split: str) -> list[lm_examples.Example]:
+        records = self.records[split]
+        builders = {"text": lm_examples.text_blocks, "prompt_completion": lm_examples.prompt_completion,
+                    "chat": lm_examples.chat}
+        kind = _kind(records) if records else "text"
+        texts = [_record_text(r) for r in records] if kind == "text" else records
+        return builders[kind](texts, self.tokenizer, self.block_size)
+
+    @cached_property
+    def datasets(self) -> dict[str, TokenExamples]:
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        made = {}
+        for split in SPLITS:
+            examples = self.examples(split)
+            if not examples:
+                raise DistillError(f"the {split} split of the language-model data is empty; give more text or {split}_file")
+            made[split] = TokenExamples(examples, self.block_size, int(pad), self.labels, self.with_index)
+        return made
+
+    def tokens(self, split: str) -> int:
+        """How many tokens of ``split`` carry loss (the first of each block predicts nothing and is not counted)."""
+        return sum(sum(1 for label in labels[1:] if label != lm_examples.IGNORE_INDEX) for _, labels in self.examples(split))
+
+    # -- loaders -------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        for dataset in self.datasets.values():
+            dataset.labels, dataset.with_index = self.labels, self.with_index
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        self.setup()
+        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+def _read(path: str) -> list[Any]:
+    file = Path(str(path)).expanduser()
+    if file.is_dir():
+        texts = [p.read_text(encoding="utf-8") for p in sorted(file.glob("*.txt"))]
+        if not texts:
+            raise DistillError(f"{file} holds no .txt files")
+        return texts
+    if file.suffix == ".jsonl":
+        records = []
+        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise DistillError(f"{file} line {number} is not JSON: {error.msg}") from None
+        return records
+    return [file.read_text(encoding="utf-8")]
+
+
+def _hold_out(records: list[Any], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[Any]]:
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, round(len(order) * val_fraction)) if val_fraction else 0
+    n_test = max(1, round(len(order) * test_fraction)) if test_fraction else 0
+    if len(order) <= n_val + n_test:
+        raise DistillError(
+            f"{len(records)} document(s) cannot be split into train/val/test; give val_file and test_file, "
+            "or more documents (a directory of .txt files or a .jsonl file)"
+        )
+    groups = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
+    return {split: [records[i] for i in sorted(group)] for split, group in groups.items()}
+
+
+def _kind(records: list[Any]) -> str:
+    first = records[0] if records else ""
+    if isinstance(first, str) or (isinstance(first, dict) and "text" in first):
+        return "text"
+    if isinstance(first, dict) and "messages" in first:
+        return "chat"
+    if isinstance(first, dict) and "prompt" in first:
+        return "prompt_completion"
+    keys = sorted(first) if isinstance(first, dict) else type(first).__name__
+    raise DistillError(f"cannot tell what the records hold ({keys}); give 'text', 'prompt'+'completion' or 'messages'")
+
+
+def _record_text(record: Any) -> str:
+    if isinstance(record, str):
+        return record
+    if "text" in record:
+        return str(record["text"])
+    if "messages" in record:
+        return "\n".join(str(m.get("content", "")) for m in record["messages"])
+    return f"{record.get('prompt', '')}{record.get('completion', '')}"

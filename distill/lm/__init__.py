@@ -1,0 +1,1 @@
+"""Language models: causal-LM distillation (teacher-forced token losses, data, models)."""

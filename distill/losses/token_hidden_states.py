@@ -1,0 +1,78 @@
+"""TokenHiddenStates: TinyBERT (Jiao et al., Findings of EMNLP 2020) hidden-state distillation for causal LMs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from torch import Tensor, nn
+
+from distill.errors import DistillError
+from distill.features import layer_pairs, read_features
+from distill.lm.tokens import IGNORE_INDEX
+from distill.losses.adapters import build_adapter
+from distill.losses.base import LossTerm, StepOutputs, require_labels
+from distill.losses.functional.token_hidden_states import token_hidden_state_mse
+
+
+class TokenHiddenStates(LossTerm):
+    """MSE between the student's hidden states, projected to the teacher's width, and the teacher's.
+
+    Per named layer pair, on the tokens that carry loss only. A linear projection
+    per pair (none when the widths agree) is built from the first batch and
+    trained with the student; it lives in this term, so it never enters the
+    exported student. Several pairs are summed. The division follows the other
+    token terms: ``outputs.token_normalizer`` when set, else this batch's loss tokens.
+
+    Args:
+        student_layer: the student's layer name(s), e.g. ``transformer.h.1`` (a GPT-2 block); a
+            block that returns a tuple takes ``[0]`` for its hidden states.
+        teacher_layer: the teacher's layer name(s), matched by position; the student's by default.
+        weight: the term's weight in the total loss.
+        ignore_index: the label value of positions without loss.
+    """
+
+    needs_labels = True
+    needs_build = True
+    needs_teacher = True
+
+    def __init__(
+        self,
+        student_layer: str | Iterable[str],
+        teacher_layer: str | Iterable[str] | None = None,
+        weight: float = 1.0,
+        ignore_index: int = IGNORE_INDEX,
+    ) -> None:
+        super().__init__(weight)
+        self.student_layers, self.teacher_layers = layer_pairs(student_layer, teacher_layer, "TokenHiddenStates")
+        self.projections = nn.ModuleList()
+        self.ignore_index = int(ignore_index)
+
+    def build(self, outputs: StepOutputs) -> None:
+        students, teachers = self._features(outputs)
+        self.projections = nn.ModuleList(
+            build_adapter(s.shape, t.shape).to(device=s.device, dtype=s.dtype) for s, t in zip(students, teachers)
+        )
+
+    def compute(self, outputs: StepOutputs) -> Tensor:
+        if len(self.projections) != len(self.student_layers):
+            raise DistillError(
+                "TokenHiddenStates' projections are not built yet: call DistillationModule.build(batch) "
+                "before training by hand (Trainer.fit does it)"
+            )
+        labels = require_labels(outputs, "TokenHiddenStates")
+        normalizer = getattr(outputs, "token_normalizer", None)
+        students, teachers = self._features(outputs)
+        return sum(
+            token_hidden_state_mse(projection(s), t, labels, normalizer, self.ignore_index)
+            for projection, s, t in zip(self.projections, students, teachers)
+        )
+
+    def _features(self, outputs: StepOutputs) -> tuple[list[Tensor], list[Tensor]]:
+        return (
+            read_features(outputs.student_features, self.student_layers, "student", "TokenHiddenStates"),
+            read_features(outputs.teacher_features, self.teacher_layers, "teacher", "TokenHiddenStates"),
+        )
+
+    def extra_repr(self) -> str:
+        layers = f"student_layer={list(self.student_layers)}, teacher_layer={list(self.teacher_layers)}"
+        return f"{layers}, weight={self.weight}"

@@ -1,0 +1,25 @@
+"""benchmarks/lm_step.py on a tiny setting: both contenders run the same math; no timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "lm_step.py"
+
+
+def test_quick_run_prints_both_contenders_with_the_same_loss(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--threads", "1"], capture_output=True, text=True,
+                            timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    distill, hand = data["contenders"]["distill"], data["contenders"]["hand"]
+    # the same models, batch and math: the first step's losses agree
+    assert distill["first_loss"] == pytest.approx(hand["first_loss"], rel=1e-5)
+    assert data["time_ratio"] == pytest.approx(distill["median_step_s"] / hand["median_step_s"])
+    assert data["settings"]["steps"] == 2 and data["threads"] == 1
+    assert "distill / hand: time" in result.stdout

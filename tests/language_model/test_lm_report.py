@@ -1,0 +1,75 @@
+"""The LM fidelity numbers against an independent per-token computation written here."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from distill.report.lm_metrics import POSITION_BUCKETS, summary_line, token_fidelity
+
+
+class FixedLogits(torch.nn.Module):
+    """A 'model' that returns given logits for a batch."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.logits[: len(input_ids)]
+
+
+def test_token_fidelity_matches_a_per_token_loop():
+    torch.manual_seed(0)
+    B, T, V = 3, 40, 7
+    student_logits, teacher_logits = torch.randn(B, T, V) * 2, torch.randn(B, T, V) * 2
+    labels = torch.randint(0, V, (B, T))
+    labels[0, :5] = -100  # a prompt
+    labels[2, 30:] = -100  # padding
+    batch = {"input_ids": torch.zeros(B, T, dtype=torch.long), "labels": labels}
+    rows = token_fidelity({"teacher": FixedLogits(teacher_logits), "student": FixedLogits(student_logits)}, [batch])
+
+    nll = kl = jsd = agree = agree5 = correct = n = 0
+    kl_by_bucket = {start: [] for start, _ in POSITION_BUCKETS}
+    for b in range(B):
+        for t in range(T - 1):
+            y = int(labels[b, t + 1])
+            if y == -100:
+                continue
+            p = torch.softmax(teacher_logits[b, t].double(), 0)
+            q = torch.softmax(student_logits[b, t].double(), 0)
+            m = (p + q) / 2
+            n += 1
+            nll -= math.log(q[y])
+            token_kl = float((p * (p / q).log()).sum())
+            kl += token_kl
+            jsd += float(0.5 * (p * (p / m).log()).sum() + 0.5 * (q * (q / m).log()).sum())
+            agree += int(q.argmax() == p.argmax())
+            agree5 += int(p.argmax() in q.topk(5).indices)
+            correct += int(q.argmax() == y)
+            kl_by_bucket[max(s for s, _ in POSITION_BUCKETS if s <= t)].append(token_kl)
+    student = rows["student"]
+    assert student["tokens"] == n
+    assert student["perplexity"] == pytest.approx(math.exp(nll / n), rel=1e-5)
+    assert student["kl"] == pytest.approx(kl / n, rel=1e-5)
+    assert student["jsd"] == pytest.approx(jsd / n, rel=1e-5)
+    assert student["agreement"] == pytest.approx(agree / n)
+    assert student["top5_agreement"] == pytest.approx(agree5 / n)
+    assert student["accuracy"] == pytest.approx(correct / n)
+    for bucket, (start, _) in zip(student["by_position"], [b for b in POSITION_BUCKETS if kl_by_bucket[b[0]]]):
+        assert bucket["kl"] == pytest.approx(sum(kl_by_bucket[start]) / len(kl_by_bucket[start]), rel=1e-5)
+    assert rows["teacher"]["perplexity"] > 1 and "kl" not in rows["teacher"]
+    assert summary_line(rows).startswith(f"the student's perplexity is {student['perplexity']:.1f} vs the teacher's")
+
+
+def test_calibration_error_of_a_perfectly_confident_right_model():
+    V, T = 5, 6
+    labels = torch.arange(T)[None] % V
+    logits = torch.full((1, T, V), -30.0)
+    logits[0, torch.arange(T - 1), labels[0, 1:]] = 30.0  # position t puts all mass on token t+1
+    model = FixedLogits(logits)
+    rows = token_fidelity({"teacher": model, "student": model}, [{"input_ids": labels, "labels": labels}])
+    assert rows["student"]["accuracy"] == 1.0 and rows["student"]["ece"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["student"]["kl"] == pytest.approx(0.0, abs=1e-6) and rows["student"]["perplexity"] == pytest.approx(1.0)

@@ -1,0 +1,69 @@
+"""``python -m distill.run experiment=lm`` end to end on the embedded corpus, shrunk to seconds of training."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+#: experiment=lm with tiny models, 32-token blocks, a 300-token BPE and a few batches
+TINY_LM = [
+    "experiment=lm", "data.block_size=32", "data.vocab_size=300",
+    "teacher.config.n_layer=2", "teacher.config.n_embd=32", "teacher.config.n_head=2", "teacher.train.epochs=1",
+    "student.config.n_embd=16", "student.config.n_head=2", "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2",
+    "trainer.enable_progress_bar=false", "+report.speed=false",
+]
+
+
+def run_lm(tmp_path, *extra, run="run"):
+    return subprocess.run(
+        [sys.executable, "-m", "distill.run", *TINY_LM, *extra, f"cache_dir={tmp_path / 'cache'}",
+         f"hydra.run.dir={tmp_path / run}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+
+
+def test_experiment_lm_trains_the_teacher_distils_and_reports(tmp_path):
+    result = run_lm(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["task"] == "language_model" and summary["teacher"]["origin"] == "trained"
+    assert summary["teacher"]["sha256"] == summary["teacher"]["sha256_after"]
+    report = json.loads((run / "report_lm.json").read_text())
+    roles = [row["role"] for row in report["rows"]]
+    assert roles == ["teacher", "student"] and report["rows"][1]["parameters"] < report["rows"][0]["parameters"]
+    assert 1 < report["rows"][1]["perplexity"] < 300 * 1.5 and 0 <= report["rows"][1]["agreement"] <= 1
+    assert len(report["generations"]) == 3 and "loss" in (run / "mask_audit.txt").read_text()
+    assert (run / "student_model" / "config.json").is_file() and (run / "student_model" / "tokenizer.json").is_file()
+    assert "# Language-model report" in result.stdout and report["summary"] in result.stdout
+    assert len(list((tmp_path / "cache" / "teachers").glob("hf_causal_lm-*.pt"))) == 1
+
+
+@pytest.mark.slow
+def test_evaluate_the_saved_student_then_a_second_run_reuses_the_teacher_with_a_baseline(tmp_path):
+    assert run_lm(tmp_path).returncode == 0
+    run = tmp_path / "run"
+    report = json.loads((run / "report_lm.json").read_text())
+    # distill.evaluate on the saved student: the same LM report, the teacher from the run's cache
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "distill.evaluate", f"checkpoint={run / 'student_model'}", "per_sample=true",
+         f"out_dir={tmp_path / 'eval'}", f"hydra.run.dir={tmp_path / 'eval'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    again = json.loads((tmp_path / "eval" / "report_lm.json").read_text())
+    assert again["rows"][1]["perplexity"] == pytest.approx(report["rows"][1]["perplexity"], rel=1e-4)
+    assert again["rows"][1]["kl"] == pytest.approx(report["rows"][1]["kl"], rel=1e-3, abs=1e-6)
+    lines = (tmp_path / "eval" / "per_sequence.csv").read_text().splitlines()
+    assert lines[0] == "sequence,tokens,student_nll,teacher_nll,kl" and len(lines) > 2
+
+    result = run_lm(tmp_path, "baseline=true", run="second")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "second" / "summary.json").read_text())
+    assert summary["teacher"]["origin"] == "cache" and "baseline" in summary
+    assert "the student trained alone" in summary["line"]
