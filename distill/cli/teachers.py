@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from distill.cli.training import supervised_training
+from distill.data.base import check_cacheable
 from distill.errors import DistillError
 from distill.losses.base import LossTerm
 from distill.models import ModelSpec, check_model_name, weights_sha256
@@ -185,17 +186,7 @@ def teacher_outputs_from_config(
     cfg: DictConfig, datamodule: Any, teacher: nn.Module, loss: dict[str, LossTerm]
 ) -> TeacherOutputCache:
     """The teacher's outputs on the training split, from the cache (built now if missing): ``teacher.cache=true``."""
-    if getattr(datamodule, "random_augmentation", False):
-        raise DistillError(
-            "teacher.cache=true needs the teacher to see the same training inputs every epoch, but the data "
-            "module applies random augmentation; set data.augment=false or teacher.cache=false"
-        )
-    for method in ("cache_dataloader", "fingerprint"):
-        if not callable(getattr(datamodule, method, None)):
-            raise DistillError(
-                f"teacher.cache=true needs the data module to have {method}() "
-                f"({type(datamodule).__name__} has not); set teacher.cache=false"
-            )
+    check_cacheable(datamodule)  # no random augmentation, and the hooks the cache reads
     datamodule.with_index = True  # training batches are matched to cached rows by sample index
     key = {"teacher_sha256": weights_sha256(teacher), "data": datamodule.fingerprint(), "split": "train"}
     layers = [layer for term in loss.values() if term.needs_teacher for layer in term.teacher_layers]
