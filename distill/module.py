@@ -272,7 +272,7 @@ class DistillationModule(L.LightningModule):
             self._log_term_grad_norms(values, batch_size)
         self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
         for name, value in values.items():
-            self.log(f"train/loss/{name}", value, batch_size=batch_size)
+            self.log(f"train/loss/{name}", value, prog_bar=len(values) > 1, batch_size=batch_size)
         return total
 
     def _log_term_grad_norms(self, values: Mapping[str, Tensor], batch_size: int) -> None:

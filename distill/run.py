@@ -33,6 +33,7 @@ from omegaconf.errors import MissingMandatoryValue
 from torch import nn
 
 from distill.checkpoint_io import AtomicCheckpointIO
+from distill.cli import console
 from distill.cli_overrides import check_group_overrides, check_output_dir
 from distill.errors import DistillError
 from distill.io import atomic_torch_save, atomic_write_text
@@ -43,7 +44,7 @@ from distill.models.torchvision_models import torchvision_model_names
 from distill.module import DistillationModule
 from distill.report.assemble import distillation_report
 from distill.report.table import print_report
-from distill.summary import summary_markdown, write_summary
+from distill.summary import write_summary
 from distill.supervised import SupervisedModule
 from distill.teachers import PreparedTeacher, TeacherCache, TeacherEnsemble, TeacherOutputCache, prepare_teacher
 
@@ -63,6 +64,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one distillation job described by ``cfg``; return its summary."""
     started = time.perf_counter()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    console.PHASES.begin(3 + bool(cfg.get("baseline")), run_dir)
     L.seed_everything(cfg.seed, workers=True)
     # everything that can be wrong in the config fails here, before any training
     datamodule = instantiate(cfg.data)
@@ -77,6 +79,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         datamodule.with_index = True
 
     teacher = _prepare_teacher(cfg, datamodule, run_dir)
+    console.PHASES.enter_once("teacher", f"teacher {cfg.teacher.name}: {teacher.source}")
     teacher_outputs = _teacher_outputs(cfg, datamodule, teacher.model, loss) if cfg.teacher.get("cache") else None
     # seed again so the student starts the same whether the teacher was trained now or loaded
     L.seed_everything(cfg.seed, workers=True)
@@ -100,6 +103,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     resume_from = _resume_from(cfg, run_dir, module)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     trainer = _make_trainer(cfg, callbacks=callbacks, logger=_logger(cfg, resume_from), plugins=[AtomicCheckpointIO()])
+    terms = " + ".join(f"{name} ×{term.weight:g}" if isinstance(getattr(term, "weight", None), (int, float)) else name for name, term in loss.items())
+    console.PHASES.enter("distill", f"distilling {cfg.teacher.name} into {cfg.student.name} ({console.epochs(cfg.trainer.max_epochs)}, loss {terms})")
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
 
     best = _best_checkpoint(trainer)
@@ -112,16 +117,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     models = {"teacher": (cfg.teacher.name, module.teacher_as_run), "student": (cfg.student.name, module.student)}
     if cfg.get("baseline"):
         L.seed_everything(cfg.seed, workers=True)
-        models["baseline"] = (cfg.student.name, _prepare_baseline(cfg, datamodule, run_dir).model)
+        baseline = _prepare_baseline(cfg, datamodule, run_dir)
+        console.PHASES.enter_once("baseline", f"baseline {cfg.student.name}: {baseline.source}")
+        models["baseline"] = (cfg.student.name, baseline.model)
     log_dir = getattr(trainer.logger, "log_dir", None)  # None for loggers that keep no local folder
     metrics_csv = Path(log_dir) / "metrics.csv" if log_dir else None
     loss_terms = {name: repr(term) for name, term in module.loss_terms.items()}
     # hashed when the module was built and again now: equal, or on_fit_end would have failed
     teacher_hashes = {"teacher_sha256_before": module.teacher_sha256, "teacher_sha256_after": weights_sha256(teacher.model)}
-    report = distillation_report(
-        models, datamodule.test_dataloader(), run_dir, metrics_csv,
-        meta={"data": cfg.data._target_.rsplit(".", 1)[-1], "loss": loss_terms, "run_dir": str(run_dir), **teacher_hashes},
-    )
+    console.PHASES.enter("measure", f"measuring the {', the '.join(models)} on the test set (accuracy, calibration, CPU latency)")
+    with console.measuring_bar(cfg.trainer.get("enable_progress_bar", True)) as progress:
+        report = distillation_report(
+            models, datamodule.test_dataloader(), run_dir, metrics_csv,
+            meta={"data": cfg.data._target_.rsplit(".", 1)[-1], "loss": loss_terms, "run_dir": str(run_dir), **teacher_hashes},
+            latency=cfg.get("report", {}).get("latency", "full"), progress=progress,
+        )
     rows = {row["role"]: row for row in report["rows"]}
     summary = {
         "teacher": {
@@ -152,7 +162,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         summary["baseline"] = {"name": cfg.student.name, "test_accuracy": rows["baseline"]["accuracy"]}
     write_summary(summary, run_dir)
     print_report(report)
-    print("\n" + summary_markdown(summary), flush=True)
+    console.say(console.pointers(summary))
     return summary
 
 
@@ -207,6 +217,7 @@ def _resume_from(cfg: DictConfig, run_dir: Path, module: DistillationModule) -> 
 
 def _make_trainer(cfg: DictConfig, **options: Any) -> L.Trainer:
     """The configured Trainer; settings Lightning rejects (devices, accelerator) become one clear line."""
+    options = console.trainer_options(cfg.trainer, options, _verbose(cfg))
     try:
         return instantiate(cfg.trainer, **options)
     except InstantiationException as error:
@@ -294,11 +305,17 @@ def _trained_first_spec(
 
 
 def _supervised_training(
-    cfg: DictConfig, datamodule: Any, run_dir: Path, name: str, epochs: int, optimizer: Any, lr_scheduler: Any
+    cfg: DictConfig, datamodule: Any, run_dir: Path, name: str, epochs: int, optimizer: Any, lr_scheduler: Any,
+    phase: tuple[str, str] = ("train", "model"),
 ) -> Callable[[nn.Module], None]:
-    """A function that trains a model on the labels, on the configured Trainer, logging under ``run_dir/name``."""
+    """A function that trains a model on the labels, on the configured Trainer, logging under ``run_dir/name``.
+
+    ``phase`` is the console's phase key and what is trained (``("teacher", "teacher (resnet50")``, the
+    epochs are added).
+    """
 
     def train(model: nn.Module) -> None:
+        console.PHASES.enter(phase[0], f"training the {phase[1]}, {console.epochs(epochs)})")
         # one process on one device: under DDP this runs before the ranks are launched, and the
         # ranks started later find the trained model in the cache
         trainer = _make_trainer(
@@ -368,7 +385,8 @@ def _prepare_one_teacher(
         trusted_checkpoint=bool(teacher.get("trusted_checkpoint", False)),
         options=_options(teacher),
         train=_supervised_training(
-            cfg, datamodule, run_dir, log_name, schedule.epochs, schedule.optimizer, schedule.get("lr_scheduler")
+            cfg, datamodule, run_dir, log_name, schedule.epochs, schedule.optimizer, schedule.get("lr_scheduler"),
+            phase=("teacher", f"teacher ({teacher.name}"),
         ),
         cache=None if given else TeacherCache(Path(cfg.cache_dir).expanduser() / "teachers"),
         spec=None if given else _trained_first_spec(
@@ -438,7 +456,8 @@ def _prepare_baseline(cfg: DictConfig, datamodule: Any, run_dir: Path) -> Prepar
         datamodule.num_classes,
         options=_options(cfg.student),
         train=_supervised_training(
-            cfg, datamodule, run_dir, "baseline_training", epochs, cfg.optimizer, cfg.get("lr_scheduler")
+            cfg, datamodule, run_dir, "baseline_training", epochs, cfg.optimizer, cfg.get("lr_scheduler"),
+            phase=("baseline", f"student alone, the baseline ({cfg.student.name}"),
         ),
         cache=TeacherCache(Path(cfg.cache_dir).expanduser() / "baselines"),
         spec=_trained_first_spec(
@@ -451,6 +470,7 @@ def _prepare_baseline(cfg: DictConfig, datamodule: Any, run_dir: Path) -> Prepar
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    console.quiet_libraries(_verbose(cfg))
     try:
         summary = run(cfg)
     except SIGTERMException:
@@ -484,12 +504,17 @@ def _optimized_metric(summary: dict[str, Any], path: str | None) -> float | None
     return float(value)
 
 
+def _verbose(cfg: DictConfig) -> bool:
+    return console.is_verbose(cfg, HydraConfig.get().verbose if HydraConfig.initialized() else False)
+
+
 def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
 
 
 def _fail(error: DistillError) -> None:
+    sys.stdout.flush()
     print(f"error: {error}", file=sys.stderr, flush=True)
     sys.exit(2)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from distill.report.metrics import (
     reliability_bins,
 )
 from distill.report.plots import plot_learning_curves, plot_reliability
-from distill.report.speed import measure_latency, size_on_disk_mb
+from distill.report.speed import compare_latency, measure_latency, size_on_disk_mb
 from distill.report.table import build_report, write_report
 
 
@@ -57,37 +57,62 @@ def model_row(
     return row
 
 
+def _latency_columns(timing: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A row's latency columns from :func:`compare_latency`, with the throughput at batch 64."""
+    if not timing:
+        return {}
+    columns = dict(timing)
+    if columns.get("latency_b64_ms"):
+        columns["throughput"] = 64 / (columns["latency_b64_ms"] / 1000.0)
+    return columns
+
+
 def distillation_report(
     models: Mapping[str, tuple[str, nn.Module]],
     test_loader: Any,
     run_dir: str | Path,
     metrics_csv: str | Path | None = None,
     meta: Mapping[str, Any] | None = None,
+    latency: str = "full",
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> dict[str, Any]:
     """Measure ``models`` (role → (name, model); roles ``teacher``, ``student``, ``baseline``) and write the report.
 
-    Writes ``report.json``, ``report.md``, ``reliability.png`` and, given the
-    run's ``metrics.csv``, ``learning_curves.png`` into ``run_dir``; returns the report.
+    Latency is timed for all models interleaved (:func:`~distill.report.speed.compare_latency`,
+    ``latency`` = ``off``, ``quick`` or ``full``). ``progress(done, total, what)`` is called as the
+    measurements advance (a progress bar). Writes ``report.json``, ``report.md``,
+    ``reliability.png`` and, given the run's ``metrics.csv``, ``learning_curves.png`` into
+    ``run_dir``; returns the report.
     """
     run_dir = Path(run_dir)
     try:
         example = _example_input(test_loader)
     except ValueError:
         example = None  # keyword inputs (text models): no latency columns
-    collected = {role: collect_logits(model, test_loader) for role, (_, model) in models.items()}
+    progress = progress or (lambda done, total, what: None)
+    total = len(models) + (latency != "off" and example is not None)
+    collected = {}
+    for done, (role, (name, model)) in enumerate(models.items()):
+        progress(done, total, f"testing the {role} ({name})")
+        collected[role] = collect_logits(model, test_loader)
+    timings: dict[str, dict[str, Any]] = {}
+    if latency != "off" and example is not None:
+        progress(len(models), total, f"timing {', '.join(models)} on the CPU ({latency})")
+        timings = compare_latency({role: model for role, (_, model) in models.items()}, example, latency)
+    progress(total, total, "writing the report")
     yes_no = collected["teacher"][1] is not None and collected["teacher"][1].is_floating_point()
     # the label-based numbers are for one class per sample: yes/no (float) targets get none
     logits = {role: (z, None if yes_no else y) for role, (z, y) in collected.items()}
     teacher_logits = logits["teacher"][0]
     rows = [
-        model_row(name, role, model, *logits[role], teacher_logits, example)
+        {**model_row(name, role, model, *logits[role], teacher_logits, None), **_latency_columns(timings.get(role))}
         for role, (name, model) in models.items()
     ]
     if yes_no:  # one yes/no decision per output: agreement is the share of equal decisions, not of arg-maxes
         for row in rows:
             if row["role"] != "teacher" and logits[row["role"]][0].shape == teacher_logits.shape:
                 row["agreement"] = float(((logits[row["role"]][0] > 0) == (teacher_logits > 0)).float().mean())
-    report = build_report(rows, {**(meta or {}), "threads": torch.get_num_threads()})
+    report = build_report(rows, {**(meta or {}), "threads": torch.get_num_threads(), "latency": latency})
 
     figures = {}
     labels = logits["teacher"][1]
