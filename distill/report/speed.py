@@ -97,8 +97,8 @@ def measure_latency(
 #: latency settings (``report.latency``): batch sizes, timed rounds, seconds per round
 LATENCY_MODES: dict[str, tuple[tuple[int, ...], int, float]] = {
     "off": ((), 0, 0.0),
-    "quick": ((1,), 5, 0.02),
-    "full": ((1, 64), 7, 0.1),
+    "quick": ((1,), 7, 0.01),
+    "full": ((1, 64), 9, 0.03),
 }
 
 
@@ -122,7 +122,8 @@ def compare_latency(
     ``models`` maps a role to a model (``reference`` among them); ``mode`` is a key of
     :data:`LATENCY_MODES` (``off``: nothing is timed). Each model is warmed up, then each round times
     every model in turn (the order reversed every other round) with ``torch.utils.benchmark.Timer``
-    on ``torch.get_num_threads()`` threads, for about the round's seconds. Per role and batch size
+    on ``torch.get_num_threads()`` threads, the same number of calls for each (about the round's
+    seconds for the slowest, the fastest of three blocks). Per role and batch size
     ``b`` it returns ``latency_b{b}_ms`` (median over rounds), ``latency_b{b}_iqr_ms`` (their
     interquartile range) and ``threads``; every other role also gets ``speedup_b{b}_low`` and
     ``speedup_b{b}_high`` (the quartiles of the per-round ratios reference / model) and
@@ -150,16 +151,20 @@ def compare_latency(
         with torch.inference_mode():
             for batch_size in batch_sizes:
                 x = _batch_of(_to_cpu(example_input), batch_size)
-                timers, calls = {}, {}
+                timers, singles = {}, []
                 for role, m in timed.items():
                     run = (lambda m=m: m(**x)) if isinstance(x, Mapping) else (lambda m=m: m(x))
                     timers[role] = Timer("run()", globals={"run": run}, num_threads=threads)
-                    single = timers[role].timeit(3).median  # warm-up, and the calls per round
-                    calls[role] = max(1, round(round_seconds / max(single, 1e-9)))
+                    # warm-up: first calls allocate memory, pick kernels and wake the thread pool
+                    timers[role].blocked_autorange(min_run_time=2 * round_seconds)
+                    singles.append(timers[role].timeit(3).median)
+                # the same number of calls for every model: unequal runs would time unequal overheads
+                calls = max(1, round(round_seconds / max(max(singles), 1e-9)))
                 times: dict[str, list[float]] = {role: [] for role in timed}
                 for n in range(rounds):
                     for role in (list(timed) if n % 2 == 0 else list(reversed(timed))):
-                        times[role].append(timers[role].timeit(calls[role]).median)
+                        # the fastest of a few short blocks: a block the OS interrupted does not count
+                        times[role].append(min(timers[role].timeit(calls).median for _ in range(3)))
                 for role, seconds in times.items():
                     result[role][f"latency_b{batch_size}_ms"] = 1000.0 * statistics.median(seconds)
                     result[role][f"latency_b{batch_size}_iqr_ms"] = 1000.0 * (_quantile(seconds, 0.75) - _quantile(seconds, 0.25))
