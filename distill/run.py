@@ -160,6 +160,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     if "baseline" in rows:
         summary["baseline"] = {"name": cfg.student.name, "test_accuracy": rows["baseline"]["accuracy"]}
+        if rows["baseline"]["accuracy"] is not None and rows["student"]["accuracy"] is not None:
+            summary["kd_vs_alone_points"] = 100 * (rows["student"]["accuracy"] - rows["baseline"]["accuracy"])
+    summary["warnings"] = report["warnings"]
     write_summary(summary, run_dir)
     print_report(report)
     console.say(console.pointers(summary))

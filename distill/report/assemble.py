@@ -17,6 +17,7 @@ from distill.report.metrics import (
     reliability_bins,
 )
 from distill.report.plots import plot_learning_curves, plot_reliability
+from distill.report.sanity import sanity_warnings
 from distill.report.speed import compare_latency, measure_latency, size_on_disk_mb
 from distill.report.table import build_report, write_report
 
@@ -113,6 +114,8 @@ def distillation_report(
             if row["role"] != "teacher" and logits[row["role"]][0].shape == teacher_logits.shape:
                 row["agreement"] = float(((logits[row["role"]][0] > 0) == (teacher_logits > 0)).float().mean())
     report = build_report(rows, {**(meta or {}), "threads": torch.get_num_threads(), "latency": latency})
+    num_classes = None if yes_no or teacher_logits.dim() != 2 else teacher_logits.shape[1]
+    report["warnings"] = sanity_warnings(report["rows"], num_classes, len(teacher_logits))
 
     figures = {}
     labels = logits["teacher"][1]

@@ -11,6 +11,7 @@ from typing import Any
 
 from distill.errors import DistillError
 from distill.io import atomic_write_text
+from distill.report.sanity import kd_gain_line, kd_gains
 
 #: the columns of a row, in table order: key, header, format
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -170,6 +171,10 @@ def report_markdown(report: Mapping[str, Any]) -> str:
                     f"- distillation {'gained' if gain >= 0 else 'lost'} {abs(gain):.2f} accuracy points: "
                     f"student {student['name']} vs baseline {baseline['name']} trained without the teacher"
                 )
+    lines.extend(f"- {kd_gain_line(gain['points'])}" for gain in kd_gains(rows))
+    if report.get("warnings"):
+        lines.extend(["", "## Warnings", ""])
+        lines.extend(f"- {warning}" for warning in report["warnings"])
     meta = report.get("meta") or {}
     if meta:
         lines.extend(["", "## Setting", ""])
@@ -233,6 +238,10 @@ def print_report(report: Mapping[str, Any], console: Any = None) -> None:
     for row in rows:
         if row["role"] != "teacher":
             console.print(_verdict(row, teacher), markup=False, highlight=False)
+    for gain in kd_gains(rows):
+        console.print(kd_gain_line(gain["points"]), markup=False, highlight=False)
+    for warning in report.get("warnings") or []:
+        console.print(f"warning: {warning}", markup=False, highlight=False)
 
 
 def write_report(report: Mapping[str, Any], directory: str | Path) -> tuple[Path, Path]:
