@@ -34,6 +34,7 @@ from torch import nn
 
 from distill.checkpoint_io import AtomicCheckpointIO
 from distill.cli import console
+from distill.cli.key_check import check_loss_order, check_override_keys
 from distill.cli_overrides import check_group_overrides, check_output_dir
 from distill.errors import DistillError
 from distill.io import atomic_torch_save, atomic_write_text
@@ -528,6 +529,8 @@ def cli() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     try:
         sys.argv[1:] = check_group_overrides(sys.argv[1:], config_dir(), torchvision_model_names)
+        check_loss_order(sys.argv[1:], config_dir())
+        check_override_keys(sys.argv[1:], config_dir())
         check_output_dir(sys.argv[1:])
     except DistillError as error:
         _fail(error)
