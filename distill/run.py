@@ -37,6 +37,7 @@ from distill.cli import console
 from distill.cli.key_check import check_loss_order, check_override_keys
 from distill.cli_overrides import check_group_overrides, check_output_dir
 from distill.errors import DistillError
+from distill.install_hint import install_command
 from distill.io import atomic_torch_save, atomic_write_text
 from distill.models import build_model, check_model_name, weights_sha256
 from distill.models.factory import model_options
@@ -266,7 +267,7 @@ def _logger(cfg: DictConfig, resume_from: str | None) -> Any:
         if isinstance(error.__cause__, ImportError):
             raise DistillError(
                 f"the logger {cfg.logger._target_.rsplit('.', 1)[-1]} needs a package that is not installed "
-                f"({_first_line(error.__cause__)}); pip install 'distill[loggers]' or use logger=csv"
+                f"({_first_line(error.__cause__)}); {install_command('loggers')} or use logger=csv"
             ) from None
         raise
 
