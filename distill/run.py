@@ -127,12 +127,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     loss_terms = {name: repr(term) for name, term in module.loss_terms.items()}
     # hashed when the module was built and again now: equal, or on_fit_end would have failed
     teacher_hashes = {"teacher_sha256_before": module.teacher_sha256, "teacher_sha256_after": weights_sha256(teacher.model)}
-    console.PHASES.enter("measure", f"measuring the {', the '.join(models)} on the test set (accuracy, calibration, CPU latency)")
+    latency = cfg.get("report", {}).get("latency", "full")
+    measured = "accuracy, calibration" + (", CPU latency" if latency != "off" else "")
+    console.PHASES.enter("measure", f"measuring the {', the '.join(models)} on the test set ({measured})")
     with console.measuring_bar(cfg.trainer.get("enable_progress_bar", True)) as progress:
         report = distillation_report(
             models, datamodule.test_dataloader(), run_dir, metrics_csv,
             meta={"data": cfg.data._target_.rsplit(".", 1)[-1], "loss": loss_terms, "run_dir": str(run_dir), **teacher_hashes},
-            latency=cfg.get("report", {}).get("latency", "full"), progress=progress,
+            latency=latency, progress=progress,
         )
     rows = {row["role"]: row for row in report["rows"]}
     summary = {

@@ -61,13 +61,38 @@ def trainer_options(trainer_cfg: Mapping[str, Any], options: dict[str, Any], ver
     given = {**trainer_cfg, **options}
     if not verbose and "enable_model_summary" not in given:
         options["enable_model_summary"] = False
+    callbacks = list(options.get("callbacks") or [])
     if not given.get("enable_progress_bar", True):
-        options["callbacks"] = [*(options.get("callbacks") or []), EpochLines()]
+        options["callbacks"] = [*callbacks, EpochLines()]
+    elif "callbacks" in options and not any(isinstance(c, L.pytorch.callbacks.ProgressBar) for c in callbacks):
+        bar = short_names_bar()
+        if bar is not None:
+            options["callbacks"] = [*callbacks, bar]
     return options
 
 
-def _short(metric: str) -> str:
-    return metric.removeprefix("train/loss/")
+def short_name(metric: str) -> str:
+    """A metric's name in the progress bar: ``train/loss/kd`` → ``kd``, ``train/loss`` → ``loss``, ``val/acc`` → ``val_acc``."""
+    if metric.startswith("train/loss/"):
+        return metric.removeprefix("train/loss/")
+    return metric.removeprefix("train/").replace("/", "_")
+
+
+def short_names_bar() -> Any:
+    """Lightning's Rich progress bar showing every loss term under a short name (None without Rich)."""
+    try:
+        from lightning.pytorch.callbacks import RichProgressBar
+    except ImportError:
+        return None
+
+    class ShortNamesBar(RichProgressBar):
+        def get_metrics(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Any]:
+            return {short_name(k): v for k, v in super().get_metrics(trainer, module).items()}
+
+    try:
+        return ShortNamesBar()
+    except ModuleNotFoundError:  # rich not installed: Lightning's own choice (tqdm)
+        return None
 
 
 def epoch_line(epoch: int, max_epochs: int, losses: Mapping[str, float], metrics: Mapping[str, float], seconds: float) -> str:
@@ -75,7 +100,7 @@ def epoch_line(epoch: int, max_epochs: int, losses: Mapping[str, float], metrics
     text = f"epoch {epoch}/{max_epochs}" if max_epochs > 0 else f"epoch {epoch}"
     if "train/loss" in losses:
         text += f"  loss {losses['train/loss']:.4g}"
-    terms = [f"{_short(k)} {v:.4g}" for k, v in losses.items() if k.startswith("train/loss/")]
+    terms = [f"{short_name(k)} {v:.4g}" for k, v in losses.items() if k.startswith("train/loss/")]
     if terms:
         text += f" ({', '.join(terms)})"
     for key, value in metrics.items():

@@ -68,9 +68,15 @@ def test_trainer_options_drop_the_model_summary_unless_verbose_or_asked():
     assert "enable_model_summary" not in console.trainer_options({}, {}, verbose=True)
     assert "enable_model_summary" not in console.trainer_options({"enable_model_summary": True}, {}, verbose=False)
     with_bar = console.trainer_options({"enable_progress_bar": True}, {"callbacks": []}, verbose=False)
-    assert with_bar["callbacks"] == []
+    assert [type(c).__name__ for c in with_bar["callbacks"]] == ["ShortNamesBar"]
     without = console.trainer_options({"enable_progress_bar": False}, {"callbacks": ["c"]}, verbose=False)
     assert without["callbacks"][0] == "c" and isinstance(without["callbacks"][1], console.EpochLines)
+
+
+def test_the_bar_shows_each_term_under_a_short_name():
+    assert [console.short_name(k) for k in ("train/loss", "train/loss/kd", "val/acc", "train/loss/fitnet")] == [
+        "loss", "kd", "val_acc", "fitnet",
+    ]
 
 
 def test_phases_are_numbered_and_a_phase_already_entered_keeps_its_number(capsys):
