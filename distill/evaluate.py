@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
+from distill.cli import console
 from distill.cli_overrides import check_group_overrides
 from distill.errors import DistillError
 from distill.evaluation import ROLES, evaluate
@@ -301,6 +302,7 @@ def evaluate_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
+    console.quiet_libraries(console.is_verbose(cfg, HydraConfig.get().verbose))
     try:
         hydra_cfg = HydraConfig.get()
         out_dir = Path(cfg.out_dir).expanduser() if cfg.out_dir else Path(hydra_cfg.runtime.output_dir)

@@ -26,6 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
+from distill.cli import console
 from distill.errors import DistillError
 from distill.evaluate import check_command_line, command_line_keys, load_saved_model
 from distill.evaluation import evaluation_loader, example_input
@@ -62,6 +63,7 @@ def export_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.Pa
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="export")
 def main(cfg: DictConfig) -> None:
+    console.quiet_libraries(console.is_verbose(cfg, HydraConfig.get().verbose))
     try:
         hydra_cfg = HydraConfig.get()
         result = export_saved(cfg, hydra_cfg.overrides.task, hydra_cfg.runtime.output_dir)

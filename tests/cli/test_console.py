@@ -135,3 +135,34 @@ def test_only_the_own_module_warning_is_silenced(restored_logging):
 def test_pointers_name_the_report_the_figures_and_the_weights():
     summary = {"report": {"markdown": "/r/report.md", "reliability": "/r/reliability.png"}, "student": {"weights": "/r/student.pt"}}
     assert console.pointers(summary) == "report: /r/report.md\nfigures: /r/reliability.png\nstudent weights: /r/student.pt"
+
+
+@pytest.mark.slow
+def test_in_a_terminal_the_bar_shows_each_term_and_no_chatter(tiny_run_files, tiny_overrides, tmp_path):
+    """Through a pseudo-terminal, as a user sees it: the progress bar on, Lightning quiet."""
+    import pty
+
+    overrides = [o for o in tiny_overrides if not o.startswith("trainer.enable_progress_bar")]
+    command = [sys.executable, "-m", "distill.run", *overrides, f"hydra.run.dir={tmp_path / 'run'}"]
+    env = {**os.environ, "DISTILL_CACHE_DIR": str(tiny_run_files.cache), "COLUMNS": "120"}
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, cwd=tmp_path, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert process.wait(timeout=600) == 0
+    os.close(leader)
+    screen = b"".join(chunks).decode(errors="replace")
+    for noise in CHATTER:
+        assert noise not in screen, noise
+    assert "[2/3] distilling" in screen and "[3/3] measuring" in screen
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
+    assert re.search(r"loss:\s+\S+\s+kd:\s+\S+\s+ce:\s+\S+", plain)  # every term in the bar, not only the total
+    assert screen.count("Distillation report") == 1
