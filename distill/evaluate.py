@@ -27,6 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from distill.cli.language_model import evaluate_language_model, is_saved_language_model
+from distill.cli import console
 from distill.cli.config_directory import config_dir
 from distill.cli.error_policy import command_entry, guarded
 from distill.cli.overrides import check_checkpoint_command, command_line_keys
@@ -89,6 +90,7 @@ def _job(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
+    console.quiet_libraries(console.is_verbose(cfg, HydraConfig.get().verbose))
     guarded(lambda: _job(cfg))
 
 

@@ -25,6 +25,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from distill.cli import console
 from distill.cli.config_directory import config_dir
 from distill.cli.error_policy import command_entry, guarded
 from distill.cli.overrides import check_checkpoint_command, command_line_keys
@@ -84,6 +85,7 @@ def _shape_text(shape: list[int] | dict[str, list[int]]) -> str:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="export")
 def main(cfg: DictConfig) -> None:
+    console.quiet_libraries(console.is_verbose(cfg, HydraConfig.get().verbose))
     guarded(lambda: _job(cfg))
 
 

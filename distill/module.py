@@ -289,7 +289,7 @@ class DistillationModule(L.LightningModule):
         if self._is_logging_step():
             self._non_finite.raise_if_seen()
             for name, value in values.items():
-                self.log(f"train/loss/{name}", value, batch_size=batch_size)
+                self.log(f"train/loss/{name}", value, prog_bar=len(values) > 1, batch_size=batch_size)
         return total
 
     def _is_logging_step(self) -> bool:

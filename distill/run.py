@@ -24,10 +24,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from distill.checkpoint_io import AtomicCheckpointIO
+from distill.cli import console
 from distill.cli.config_directory import config_dir
 from distill.cli.error_policy import command_entry, guarded
 from distill.cli.config_checks import check_batch_size, check_buildable, check_config
 from distill.cli.language_model import is_language_model_data, run_language_model
+from distill.cli.key_check import check_loss_order, check_override_keys
 from distill.cli.overrides import check_group_overrides
 from distill.cli.best_student import best_checkpoint, best_score, load_best_student
 from distill.cli.resume_checks import check_resumed_teacher, resume_checkpoint
@@ -46,7 +48,7 @@ from distill.models import check_model_name, weights_sha256
 from distill.models.torchvision_models import torchvision_model_names
 from distill.module import DistillationModule
 from distill.report.run_report import distillation_report
-from distill.report.run_summary import run_summary, summary_markdown, write_summary
+from distill.report.run_summary import run_summary, write_summary
 from distill.report.table import print_report
 
 __all__ = ["cli", "config_dir", "main", "run"]
@@ -58,6 +60,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one distillation job described by ``cfg``; return its summary."""
     started = time.perf_counter()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    console.PHASES.begin(3 + bool(cfg.get("baseline")), run_dir)
     check_config(cfg)  # every value by type and range, before anything is built
     L.seed_everything(cfg.seed, workers=True)
     # everything that can be wrong in the config fails here, before any training
@@ -84,6 +87,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         datamodule.with_index = True
 
     teacher = teacher_from_config(cfg, datamodule, run_dir)
+    console.PHASES.enter_once("teacher", f"teacher {cfg.teacher.name}: {teacher.source}")
     teacher_outputs = teacher_outputs_from_config(cfg, datamodule, teacher.model, loss) if cfg.teacher.get("cache") else None
     # seed again so the student starts the same whether the teacher was trained now or loaded
     L.seed_everything(cfg.seed, workers=True)
@@ -105,6 +109,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         batch_augment=instantiate(cfg.augment).for_classes(datamodule.num_classes) if cfg.get("augment") else None,
     )
     check_resumed_teacher(resume_from, module)
+    terms = " + ".join(f"{name} ×{term.weight:g}" if isinstance(getattr(term, "weight", None), (int, float)) else name for name, term in loss.items())
+    console.PHASES.enter("distill", f"distilling {cfg.teacher.name} into {cfg.student.name} ({console.epochs(cfg.trainer.max_epochs)}, loss {terms})")
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     if not trainer.is_global_zero:
         return {}  # under DDP, rank 0 writes the weights, the report and the summary
@@ -115,16 +121,23 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     models = {"teacher": (cfg.teacher.name, module.teacher_as_run), "student": (cfg.student.name, module.student)}
     if cfg.get("baseline"):
         L.seed_everything(cfg.seed, workers=True)
-        models["baseline"] = (cfg.student.name, baseline_from_config(cfg, datamodule, run_dir).model)
+        baseline = baseline_from_config(cfg, datamodule, run_dir)
+        console.PHASES.enter_once("baseline", f"baseline {cfg.student.name}: {baseline.source}")
+        models["baseline"] = (cfg.student.name, baseline.model)
     log_dir = getattr(trainer.logger, "log_dir", None)  # None for loggers that keep no local folder
     loss_text = {name: repr(term) for name, term in module.loss_terms.items()}
     # hashed when the module was built and again now: equal, or on_fit_end would have failed
     hashes = {"teacher_sha256_before": module.teacher_sha256, "teacher_sha256_after": weights_sha256(teacher.model)}
     datamodule.setup("test")
-    report = distillation_report(
-        models, datamodule.test_dataloader(), run_dir, Path(log_dir) / "metrics.csv" if log_dir else None,
-        meta={"data": cfg.data._target_.rsplit(".", 1)[-1], "loss": loss_text, "run_dir": str(run_dir), **hashes},
-    )
+    latency = cfg.get("report", {}).get("latency", "full")
+    measured = "accuracy, calibration" + (", CPU latency" if latency != "off" else "")
+    console.PHASES.enter("measure", f"measuring the {', the '.join(models)} on the test set ({measured})")
+    with console.measuring_bar(cfg.trainer.get("enable_progress_bar", True)) as progress:
+        report = distillation_report(
+            models, datamodule.test_dataloader(), run_dir, Path(log_dir) / "metrics.csv" if log_dir else None,
+            meta={"data": cfg.data._target_.rsplit(".", 1)[-1], "loss": loss_text, "run_dir": str(run_dir), **hashes},
+            latency=latency, progress=progress,
+        )
     _log_test_metrics(trainer, report)
     summary = run_summary(
         report,
@@ -144,7 +157,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     write_summary(summary, run_dir)
     print_report(report)
-    print("\n" + summary_markdown(summary), flush=True)
+    console.say(console.pointers(summary))
     return summary
 
 
@@ -176,12 +189,15 @@ def _optimized_metric(summary: dict[str, Any], path: str | None) -> float | None
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    console.quiet_libraries(console.is_verbose(cfg, HydraConfig.get().verbose))
     failed = float("nan") if cfg.get("optimized_metric") else None  # a failed trial for a sweeper
     return guarded(lambda: _optimized_metric(run(cfg), cfg.get("optimized_metric")), failed_in_sweep=failed)
 
 
 def _check_argv(argv: list[str]) -> list[str]:
     argv = check_group_overrides(argv, config_dir(), torchvision_model_names)
+    check_loss_order(argv, config_dir())
+    check_override_keys(argv, config_dir())
     check_run_dirs(argv)
     return argv
 

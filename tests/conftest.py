@@ -218,7 +218,9 @@ def tiny_run_files(tmp_path_factory):
         check=False,
     )
     assert made.returncode == 0, made.stderr[-3000:]
-    return SimpleNamespace(dir=run_dir, cache=cache, best=run_dir / "checkpoints" / "best.ckpt")
+    return SimpleNamespace(
+        dir=run_dir, cache=cache, best=run_dir / "checkpoints" / "best.ckpt", stdout=made.stdout, stderr=made.stderr
+    )
 
 # ---- text models: tiny BERTs and a tiny tokenizer, written into tmp_path (no hub access) ----
 

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from distill.install_hint import install_command
+
 TINY = [
     "teacher=resnet18", "student=mobilenet_v3_small", "data.image_size=8", "trainer.max_epochs=1",
     "teacher.train.epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
@@ -34,7 +36,7 @@ def test_optional_logger(name, tmp_path):
     if importlib.util.find_spec(package) is None:
         assert result.returncode == 2
         assert "needs a package that is not installed" in result.stderr
-        assert "pip install 'distill[loggers]' or use logger=csv" in result.stderr
+        assert f"{install_command('loggers')} or use logger=csv" in result.stderr  # run from this checkout
         assert "Traceback" not in result.stderr
     else:
         assert result.returncode == 0, result.stderr[-2000:]

@@ -113,8 +113,9 @@ def test_sweep_trains_the_teacher_once_and_writes_each_job(tmp_path):
     rows = list(csv.DictReader(open(sweep_dir / "summary.csv")))
     assert [r["status"] for r in rows] == ["ok", "ok", "failed"]
     assert rows[-1]["job"] == "0" and "temperature must be" in rows[-1]["error"]
-    accuracies = [float(r["student_accuracy"]) for r in rows[:2]]
+    accuracies = [float(r["student_val_accuracy"]) for r in rows[:2]]  # ranked by validation accuracy
     assert accuracies == sorted(accuracies, reverse=True) and rows[0]["best"] == "True"
+    assert {r["loss.kd.temperature"] for r in rows[:2]} == {"1", "4"} and rows[-1]["loss.kd.temperature"] == "0"
     assert "**best**" in (sweep_dir / "summary.md").read_text()
 
     temperatures = []

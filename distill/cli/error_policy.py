@@ -41,6 +41,7 @@ def first_line(error: BaseException) -> str:
 
 def fail(error: BaseException) -> NoReturn:
     """Print ``error: <message>`` and exit with code 2."""
+    sys.stdout.flush()  # the error is the last line, after anything already printed
     print(f"error: {error}", file=sys.stderr, flush=True)
     sys.exit(EXIT_BAD_INPUT)
 

@@ -119,7 +119,7 @@ def _one_teacher(
         options=spec.options,
         train=supervised_training(
             cfg, datamodule, run_dir, log_name, schedule.get("epochs"), schedule.get("optimizer"),
-            schedule.get("lr_scheduler"),
+            schedule.get("lr_scheduler"), phase=("teacher", f"teacher ({spec.name}"),
         ),
         cache=None if given else TeacherCache(Path(cfg.cache_dir).expanduser() / "teachers"),
         keep_dir=run_dir,
@@ -170,7 +170,8 @@ def baseline_from_config(cfg: DictConfig, datamodule: Any, run_dir: Path) -> Pre
         datamodule.num_classes,
         options=student.options,
         train=supervised_training(
-            cfg, datamodule, run_dir, "baseline_training", epochs, cfg.optimizer, cfg.get("lr_scheduler")
+            cfg, datamodule, run_dir, "baseline_training", epochs, cfg.optimizer, cfg.get("lr_scheduler"),
+            phase=("baseline", f"student alone, the baseline ({student.name}"),
         ),
         cache=TeacherCache(Path(cfg.cache_dir).expanduser() / "baselines"),
         keep_dir=run_dir,

@@ -7,14 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
+from distill.cli import console
 from distill.cli.error_policy import first_line
 from distill.errors import DistillError
+from distill.install_hint import install_command
 from distill.losses.base import LossTerm
 from distill.supervised import SupervisedModule
 
@@ -47,6 +50,8 @@ def check_labels_for(loss: dict[str, LossTerm], cfg: DictConfig) -> None:
 
 def make_trainer(cfg: DictConfig, **options: Any) -> L.Trainer:
     """The configured Trainer; settings Lightning rejects (devices, accelerator) become one clear line."""
+    verbose = console.is_verbose(cfg, HydraConfig.get().verbose if HydraConfig.initialized() else False)
+    options = console.trainer_options(cfg.trainer, options, verbose)
     try:
         return instantiate(cfg.trainer, **options)
     except InstantiationException as error:
@@ -80,17 +85,23 @@ def make_logger(cfg: DictConfig, resumed: bool) -> Any:
         if isinstance(error.__cause__, ImportError):
             raise DistillError(
                 f"the logger {cfg.logger._target_.rsplit('.', 1)[-1]} needs a package that is not installed "
-                f"({first_line(error.__cause__)}); pip install 'distill[loggers]' or use logger=csv"
+                f"({first_line(error.__cause__)}); {install_command('loggers')} or use logger=csv"
             ) from None
         raise
 
 
 def supervised_training(
-    cfg: DictConfig, datamodule: Any, run_dir: Path, name: str, epochs: int, optimizer: Any, lr_scheduler: Any
+    cfg: DictConfig, datamodule: Any, run_dir: Path, name: str, epochs: int, optimizer: Any, lr_scheduler: Any,
+    phase: tuple[str, str] = ("train", "model"),
 ) -> Callable[[nn.Module], None]:
-    """A function that trains a model on the labels, on the configured Trainer, logging under ``run_dir/name``."""
+    """A function that trains a model on the labels, on the configured Trainer, logging under ``run_dir/name``.
+
+    ``phase`` is the console's phase key and what is trained (``("teacher", "teacher (resnet50")``; the
+    epochs are added).
+    """
 
     def train(model: nn.Module) -> None:
+        console.PHASES.enter(phase[0], f"training the {phase[1]}, {console.epochs(epochs)})")
         # one process on one device: under DDP this runs before the ranks are launched, and the
         # ranks started later find the trained model in the cache
         trainer = make_trainer(

@@ -16,6 +16,7 @@ is the command line around :func:`export_model`.
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import math
 import os
@@ -31,6 +32,7 @@ from torch import Tensor, nn
 
 from distill.batch import output_logits
 from distill.errors import DistillError
+from distill.install_hint import install_command
 from distill.io import atomic_write_text
 from distill.models.checkpoint import load_weights
 from distill.models.factory import build_model
@@ -40,7 +42,7 @@ FORMATS = ("torchscript", "onnx", "state_dict")
 #: agree to float32 rounding; onnxruntime's kernels differ from PyTorch's in summation order
 TOLERANCES = {"torchscript": 1e-5, "state_dict": 1e-5, "onnx": 1e-4}
 SUFFIXES = {"torchscript": ".torchscript.pt", "onnx": ".onnx", "state_dict": ".state_dict.pt"}
-INSTALL_HINT = "pip install 'distill[export]'"
+INSTALL_HINT = install_command("export")
 #: names of the ONNX graph's input and output; their first dimension (the batch) is dynamic
 ONNX_INPUT, ONNX_OUTPUT = "input", "logits"
 
@@ -57,15 +59,18 @@ def check_format(fmt: str) -> str:
 
 def require_onnx() -> tuple[Any, Any]:
     """Import ``onnx`` and ``onnxruntime``, or raise a :class:`DistillError` that says how to install them."""
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError as error:
+    modules, missing = {}, []
+    for name in ("onnx", "onnxruntime"):
+        try:
+            modules[name] = importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
         raise DistillError(
-            f"format=onnx needs the onnx and onnxruntime packages ({error.name or error} is missing): "
-            f"{INSTALL_HINT}"
-        ) from None
-    return onnx, onnxruntime
+            f"format=onnx needs the onnx and onnxruntime packages ({' and '.join(missing)} missing): "
+            f"{install_command('export', missing)}"
+        )
+    return modules["onnx"], modules["onnxruntime"]
 
 
 def default_filename(name: str, fmt: str) -> str:

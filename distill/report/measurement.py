@@ -8,7 +8,7 @@ unknown) get decision agreement instead of the single-label numbers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from distill.batch import split_batch
 from distill.errors import DistillError
 from distill.models.fingerprint import count_parameters
 from distill.report.metrics import classification_metrics, collect_logits
-from distill.report.speed import measure_latency, size_on_disk_mb
+from distill.report.speed import LATENCY_MODES, compare_latency, size_on_disk_mb
 
 
 @dataclass
@@ -67,22 +67,17 @@ def model_row(
     logits: Tensor,
     labels: Tensor | None,
     teacher_logits: Tensor | None,
-    example_input: Tensor | Mapping[str, Tensor] | None,
+    timing: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One row of the report: quality from test-set logits, size, and CPU latency at batch 1 and 64."""
+    """One row of the report: quality from test-set logits, size, and the CPU latency columns of ``timing``."""
     row: dict[str, Any] = {"name": name, "role": role}
     row.update(classification_metrics(logits, labels, teacher_logits if role != "teacher" else None))
     row["parameters"] = count_parameters(model)
     row["size_mb"] = size_on_disk_mb(model)
-    if example_input is not None:
-        single = measure_latency(model, example_input, batch_size=1)
-        batch = measure_latency(model, example_input, batch_size=64)
-        row.update(
-            latency_b1_ms=single["median_ms"],
-            latency_b64_ms=batch["median_ms"],
-            throughput=batch["throughput"],
-            threads=batch["threads"],
-        )
+    if timing:
+        row.update(timing)
+        if row.get("latency_b64_ms"):
+            row["throughput"] = 64 / (row["latency_b64_ms"] / 1000.0)
     return row
 
 
@@ -90,15 +85,32 @@ def measure_models(
     models: Mapping[str, tuple[str, nn.Module]],
     loader: Any,
     device: str | torch.device = "cpu",
-    latency: bool = True,
+    latency: str | bool = "full",
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> Measurement:
     """Measure ``models`` (role → (name, model); roles ``teacher``, ``student``, ``baseline``) on ``loader``.
 
-    Agreement is with the ``teacher`` row's model when there is one. Latency is measured
-    on the CPU (``latency=False``, or inputs that are not tensors: no latency columns).
+    Agreement is with the ``teacher`` row's model when there is one. Latency is timed on the
+    CPU for all models interleaved (:func:`~distill.report.speed.compare_latency`; ``latency`` =
+    ``off``, ``quick`` or ``full``, or a bool; inputs that are not tensors get no latency
+    columns). ``progress(done, total, what)`` is called as the measurements advance (a bar).
     """
-    example = example_input(loader) if latency else None
-    collected = {role: collect_logits(model, loader, device) for role, (_, model) in models.items()}
+    mode = {True: "full", False: "off"}.get(latency, latency) if isinstance(latency, bool) else latency
+    if mode not in LATENCY_MODES:
+        raise DistillError(f"report.latency={mode!r} is not a latency setting; use one of {', '.join(LATENCY_MODES)}")
+    example = example_input(loader) if mode != "off" else None
+    progress = progress or (lambda done, total, what: None)
+    total = len(models) + (example is not None)
+    collected = {}
+    for done, (role, (name, model)) in enumerate(models.items()):
+        progress(done, total, f"testing the {role} ({name})")
+        collected[role] = collect_logits(model, loader, device)
+    timings: dict[str, dict[str, Any]] = {}
+    if example is not None:
+        progress(len(models), total, f"timing {', '.join(models)} on the CPU ({mode})")
+        reference = "teacher" if "teacher" in models else next(iter(models))
+        timings = compare_latency({role: model for role, (_, model) in models.items()}, example, mode, reference)
+    progress(total, total, "writing the report")
     targets = next(iter(collected.values()))[1]
     yes_no = targets is not None and targets.is_floating_point()
     # the label-based numbers are for one class per sample: yes/no (float) targets get none
@@ -111,7 +123,10 @@ def measure_models(
                 f"evaluate: the {role}'s logits have shape {tuple(z.shape)} and the teacher's "
                 f"{tuple(teacher_logits.shape)}; they must predict the same classes"
             )
-    rows = [model_row(name, role, model, logits[role], labels, teacher_logits, example) for role, (name, model) in models.items()]
+    rows = [
+        model_row(name, role, model, logits[role], labels, teacher_logits, timings.get(role))
+        for role, (name, model) in models.items()
+    ]
     if yes_no and teacher_logits is not None:
         # one yes/no decision per output: agreement is the share of equal decisions, not of arg-maxes
         for row in rows:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from torch import nn
 from distill.report.measurement import measure_models
 from distill.report.metrics import reliability_bins
 from distill.report.plots import plot_learning_curves, plot_reliability
+from distill.report.sanity import sanity_warnings
 from distill.report.table import build_report, write_report
 
 
@@ -22,15 +23,22 @@ def distillation_report(
     run_dir: str | Path,
     metrics_csv: str | Path | None = None,
     meta: Mapping[str, Any] | None = None,
+    latency: str = "full",
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> dict[str, Any]:
     """Measure ``models`` (role → (name, model); roles ``teacher``, ``student``, ``baseline``) and write the report.
 
+    Latency is timed for all models interleaved (``latency`` = ``off``, ``quick`` or ``full``);
+    ``progress(done, total, what)`` is called as the measurements advance (a progress bar).
     Writes ``report.json``, ``report.md``, ``reliability.png`` and, given the
     run's ``metrics.csv``, ``learning_curves.png`` into ``run_dir``; returns the report.
     """
     run_dir = Path(run_dir)
-    measured = measure_models(models, test_loader)
-    report = build_report(measured.rows, {**(meta or {}), "threads": torch.get_num_threads()})
+    measured = measure_models(models, test_loader, latency=latency, progress=progress)
+    report = build_report(measured.rows, {**(meta or {}), "threads": torch.get_num_threads(), "latency": latency})
+    teacher_logits = measured.logits["teacher"]
+    num_classes = None if measured.yes_no or teacher_logits.dim() != 2 else teacher_logits.shape[1]
+    report["warnings"] = sanity_warnings(report["rows"], num_classes, len(teacher_logits))
 
     figures = {}
     if measured.labels is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.io import atomic_write_text
+from distill.report.sanity import kd_gain_line
 
 
 def _percent(value: float | None) -> str:
@@ -36,6 +37,9 @@ def run_summary(
     }
     if "baseline" in rows:
         summary["baseline"] = {"name": rows["baseline"]["name"], "test_accuracy": rows["baseline"]["accuracy"]}
+        if rows["baseline"]["accuracy"] is not None and rows["student"]["accuracy"] is not None:
+            summary["kd_vs_alone_points"] = 100 * (rows["student"]["accuracy"] - rows["baseline"]["accuracy"])
+    summary["warnings"] = list(report.get("warnings", []))
     return summary
 
 
@@ -52,6 +56,7 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         f"| student | {student['name']} | {_percent(student['test_accuracy'])} | {student['parameters']:,} |",
         "",
         f"- teacher–student agreement on the test set: {_percent(summary['agreement'])}",
+        *([f"- {kd_gain_line(summary['kd_vs_alone_points'])}"] if summary.get("kd_vs_alone_points") is not None else []),
         f"- the student has {ratio:.1f}× fewer parameters than the teacher",
         f"- teacher: {teacher['source']}",
         f"- time taken: {summary['seconds']:.1f} s",

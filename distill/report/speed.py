@@ -94,6 +94,95 @@ def measure_latency(
     }
 
 
+#: latency settings (``report.latency``): batch sizes, timed rounds, seconds per round
+LATENCY_MODES: dict[str, tuple[tuple[int, ...], int, float]] = {
+    "off": ((), 0, 0.0),
+    "quick": ((1,), 7, 0.01),
+    "full": ((1, 64), 9, 0.03),
+}
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values``, linear between order statistics (numpy's default)."""
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def compare_latency(
+    models: Mapping[str, nn.Module],
+    example_input: Tensor | Mapping[str, Tensor],
+    mode: str = "full",
+    reference: str = "teacher",
+) -> dict[str, dict[str, Any]]:
+    """Time every model's CPU forward pass in interleaved rounds, so that a drifting machine slows all alike.
+
+    ``models`` maps a role to a model (``reference`` among them); ``mode`` is a key of
+    :data:`LATENCY_MODES` (``off``: nothing is timed). Each model is warmed up, then each round times
+    every model in turn (the order reversed every other round) with ``torch.utils.benchmark.Timer``
+    on ``torch.get_num_threads()`` threads, the same number of calls for each (about the round's
+    seconds for the slowest, the fastest of three blocks). Per role and batch size
+    ``b`` it returns ``latency_b{b}_ms`` (median over rounds), ``latency_b{b}_iqr_ms`` (their
+    interquartile range) and ``threads``; every other role also gets ``speedup_b{b}_low`` and
+    ``speedup_b{b}_high`` (the quartiles of the per-round ratios reference / model) and
+    ``speedup_b{b}_within_noise``: true when that range holds 1, so the timing cannot tell the
+    two apart.
+    """
+    from torch.utils.benchmark import Timer
+
+    if mode not in LATENCY_MODES:
+        raise DistillError(f"report.latency={mode!r} is not a latency setting; use one of {', '.join(LATENCY_MODES)}")
+    batch_sizes, rounds, round_seconds = LATENCY_MODES[mode]
+    if reference not in models:
+        raise DistillError(f"compare_latency: the reference role {reference!r} is not among {sorted(models)}")
+    threads = torch.get_num_threads()
+    result: dict[str, dict[str, Any]] = {role: {"threads": threads} for role in models}
+    cpu = torch.device("cpu")
+    timed = {
+        role: m if all(t.device == cpu for t in (*m.parameters(), *m.buffers())) else copy.deepcopy(m).to(cpu)
+        for role, m in models.items()
+    }
+    modes = {role: m.training for role, m in timed.items()}
+    try:
+        for m in timed.values():
+            m.eval()
+        with torch.inference_mode():
+            for batch_size in batch_sizes:
+                x = _batch_of(_to_cpu(example_input), batch_size)
+                timers, singles = {}, []
+                for role, m in timed.items():
+                    run = (lambda m=m: m(**x)) if isinstance(x, Mapping) else (lambda m=m: m(x))
+                    timers[role] = Timer("run()", globals={"run": run}, num_threads=threads)
+                    # warm-up: first calls allocate memory, pick kernels and wake the thread pool
+                    timers[role].blocked_autorange(min_run_time=2 * round_seconds)
+                    singles.append(timers[role].timeit(3).median)
+                # the same number of calls for every model: unequal runs would time unequal overheads
+                calls = max(1, round(round_seconds / max(max(singles), 1e-9)))
+                times: dict[str, list[float]] = {role: [] for role in timed}
+                for n in range(rounds):
+                    for role in (list(timed) if n % 2 == 0 else list(reversed(timed))):
+                        # the fastest of a few short blocks: a block the OS interrupted does not count
+                        times[role].append(min(timers[role].timeit(calls).median for _ in range(3)))
+                for role, seconds in times.items():
+                    result[role][f"latency_b{batch_size}_ms"] = 1000.0 * statistics.median(seconds)
+                    result[role][f"latency_b{batch_size}_iqr_ms"] = 1000.0 * (_quantile(seconds, 0.75) - _quantile(seconds, 0.25))
+                    if role == reference:
+                        continue
+                    ratios = [t / s for t, s in zip(times[reference], seconds)]
+                    low, high = _quantile(ratios, 0.25), _quantile(ratios, 0.75)
+                    result[role].update({
+                        f"speedup_b{batch_size}_low": low,
+                        f"speedup_b{batch_size}_high": high,
+                        f"speedup_b{batch_size}_within_noise": low <= 1.0 <= high,
+                    })
+    finally:
+        for role, m in timed.items():
+            m.train(modes[role])
+    return result
+
+
 def _to_cpu(example_input: Tensor | Mapping[str, Tensor]) -> Tensor | dict[str, Tensor]:
     if isinstance(example_input, Mapping):
         return {key: value.detach().cpu() for key, value in example_input.items()}

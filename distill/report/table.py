@@ -11,6 +11,7 @@ from typing import Any
 
 from distill.errors import DistillError
 from distill.io import atomic_write_text
+from distill.report.sanity import kd_gain_line, kd_gains
 
 #: the columns of a row, in table order: key, header, format
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -128,7 +129,10 @@ def _verdict(row: Mapping[str, Any], teacher: Mapping[str, Any]) -> str:
     speed = []
     for batch in ("1", "64"):
         ratio = row[f"speedup_b{batch}"]
-        if ratio is not None:
+        if ratio is not None and row.get(f"speedup_b{batch}_within_noise"):
+            spread = f"{row[f'speedup_b{batch}_low']:.2f}–{row[f'speedup_b{batch}_high']:.2f}×"
+            speed.append(f"not measurably faster or slower at batch {batch} ({ratio:.2f}×, within the timing noise {spread})")
+        elif ratio is not None:
             speed.append(f"{_times(ratio, '{r}× faster', '{r}× slower', 'about as fast')} at batch {batch}")
     text = f"the {row['role']} ({row['name']}) {kept}"
     if bought:
@@ -136,6 +140,11 @@ def _verdict(row: Mapping[str, Any], teacher: Mapping[str, Any]) -> str:
     if speed:
         text += ", and runs " + " and ".join(speed)
     return "- " + text
+
+
+def _noise_mark(row: Mapping[str, Any], key: str, cell: str) -> str:
+    """``~1.0×`` for a speed-up the timing noise cannot tell from 1 (see the verdict line for the range)."""
+    return f"~{cell}" if key.startswith("speedup_b") and row.get(f"{key}_within_noise") else cell
 
 
 def report_markdown(report: Mapping[str, Any]) -> str:
@@ -149,7 +158,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         "|" + "|".join("---" if kind == "text" else "---:" for _, _, kind in COLUMNS) + "|",
     ]
     for row in rows:
-        lines.append("| " + " | ".join(_format(row.get(key), kind) for key, _, kind in COLUMNS) + " |")
+        lines.append("| " + " | ".join(_noise_mark(row, key, _format(row.get(key), kind)) for key, _, kind in COLUMNS) + " |")
     lines.append("")
     lines.extend(_verdict(row, teacher) for row in rows if row["role"] != "teacher")
     students = [row for row in rows if row["role"] == "student"]
@@ -162,6 +171,10 @@ def report_markdown(report: Mapping[str, Any]) -> str:
                     f"- distillation {'gained' if gain >= 0 else 'lost'} {abs(gain):.2f} accuracy points: "
                     f"student {student['name']} vs baseline {baseline['name']} trained without the teacher"
                 )
+    lines.extend(f"- {kd_gain_line(gain['points'])}" for gain in kd_gains(rows))
+    if report.get("warnings"):
+        lines.extend(["", "## Warnings", ""])
+        lines.extend(f"- {warning}" for warning in report["warnings"])
     meta = report.get("meta") or {}
     if meta:
         lines.extend(["", "## Setting", ""])
@@ -211,13 +224,13 @@ def print_report(report: Mapping[str, Any], console: Any = None) -> None:
     rows = report["rows"]
     table = Table(title="Distillation report", header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), pad_edge=False)
     for key, header, kind in _COMPACT:
-        cells = [header, *(_compact(row.get(key), kind) for row in rows)]
+        cells = [header, *(_noise_mark(row, key, _compact(row.get(key), kind)) for row in rows)]
         table.add_column(
             header, justify="left" if kind == "text" else "right", no_wrap=True,
             min_width=max(len(c) for c in cells),
         )
     for row in rows:
-        table.add_row(*(_compact(row.get(key), kind) for key, _, kind in _COMPACT))
+        table.add_row(*(_noise_mark(row, key, _compact(row.get(key), kind)) for key, _, kind in _COMPACT))
     # piped output (CI, clusters) gets a fixed width rather than Rich's 80-column default
     console = console or Console(width=None if sys.stdout.isatty() else 110)
     console.print(table)
@@ -225,6 +238,10 @@ def print_report(report: Mapping[str, Any], console: Any = None) -> None:
     for row in rows:
         if row["role"] != "teacher":
             console.print(_verdict(row, teacher), markup=False, highlight=False)
+    for gain in kd_gains(rows):
+        console.print(kd_gain_line(gain["points"]), markup=False, highlight=False)
+    for warning in report.get("warnings") or []:
+        console.print(f"warning: {warning}", markup=False, highlight=False)
 
 
 def write_report(report: Mapping[str, Any], directory: str | Path) -> tuple[Path, Path]:

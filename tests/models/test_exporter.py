@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import re
 import sys
 
 import pytest
@@ -22,6 +23,7 @@ from distill.models.exporter import (
     load_exported,
 )
 
+ONNX_PRESENT = importlib.util.find_spec("onnx") is not None
 ONNX_INSTALLED = all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
 
 
@@ -79,7 +81,7 @@ def test_onnx_parity_or_the_install_hint(model_and_batch, tmp_path):
         for batch in (x, x[:3]):  # the batch dimension is dynamic
             assert (run(batch) - _expected(model, batch)).abs().max().item() <= 1e-4
     else:
-        with pytest.raises(DistillError, match=r"pip install 'distill\[export\]'"):
+        with pytest.raises(DistillError, match=re.escape(INSTALL_HINT)):
             export_model(model, "onnx", path, x)
         assert not path.exists()
 
@@ -90,7 +92,8 @@ def test_without_onnx_packages_the_error_says_how_to_install(model_and_batch, tm
     for call in (lambda: check_format("onnx"), lambda: export_model(model, "onnx", tmp_path / "m.onnx", x)):
         with pytest.raises(DistillError, match="needs the onnx and onnxruntime packages") as error:
             call()
-        assert INSTALL_HINT in str(error.value)
+        # onnxruntime alone is missing here (or both, when onnx is not installed either)
+        assert str(error.value).endswith("pip install onnxruntime" if ONNX_PRESENT else INSTALL_HINT)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -31,3 +31,8 @@ def test_write_summary_writes_both_files(tmp_path):
     assert json.loads(json_path.read_text()) == SUMMARY
     assert md_path.read_text() == summary_markdown(SUMMARY)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json", "summary.md"]
+
+
+def test_a_baseline_run_states_what_kd_gained():
+    assert "- KD vs student alone: +1.5 points" in summary_markdown({**SUMMARY, "kd_vs_alone_points": 1.5})
+    assert "KD vs student alone" not in summary_markdown(SUMMARY)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import math
+import time
 
 import pytest
 import torch
 from torch import nn
 
 from distill.errors import DistillError
-from distill.report.speed import measure_latency, size_on_disk_mb
+from distill.report.speed import _quantile, compare_latency, measure_latency, size_on_disk_mb
 
 
 class Recorder(nn.Module):
@@ -56,3 +58,52 @@ def test_size_on_disk_is_the_saved_state_dict():
     assert size == pytest.approx(len(buffer.getvalue()) / 1e6)
     floats = sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
     assert size > floats * 4 / 1e6  # every float32 weight and buffer is in there
+
+
+class _Spins(nn.Module):
+    """A model whose forward pass burns ``seconds`` of this thread's CPU time: a known cost even on a busy machine."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.linear = nn.Linear(4, 3)
+
+    def forward(self, x):
+        end = time.thread_time() + self.seconds
+        while time.thread_time() < end:
+            pass
+        return self.linear(x)
+
+
+def test_identical_models_are_not_reported_faster():
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 3))
+    student = copy.deepcopy(teacher)
+    timing = compare_latency({"teacher": teacher, "student": student}, torch.randn(8, 4), mode="quick")
+    ratio = timing["teacher"]["latency_b1_ms"] / timing["student"]["latency_b1_ms"]
+    assert timing["student"]["speedup_b1_within_noise"] or 0.9 <= ratio <= 1.1, (ratio, timing["student"])
+    assert "latency_b64_ms" not in timing["student"]  # quick: batch 1 only
+
+
+def test_a_model_ten_times_slower_is_measured_so_and_not_within_noise():
+    timing = compare_latency({"teacher": _Spins(0.01), "student": _Spins(0.001)}, torch.randn(2, 4), mode="quick")
+    ratio = timing["teacher"]["latency_b1_ms"] / timing["student"]["latency_b1_ms"]
+    assert 5 < ratio < 12  # 10 ms vs 1 ms of CPU (plus a Linear layer and the call's overhead)
+    assert timing["student"]["speedup_b1_low"] > 1 and not timing["student"]["speedup_b1_within_noise"]
+    assert timing["teacher"]["latency_b1_ms"] >= 10.0 and timing["teacher"]["threads"] == torch.get_num_threads()
+    assert timing["teacher"]["latency_b1_iqr_ms"] >= 0
+
+
+def test_latency_off_times_nothing_and_a_bad_setting_is_one_line():
+    model = nn.Linear(4, 3).train()
+    assert compare_latency({"teacher": model}, torch.randn(1, 4), mode="off") == {"teacher": {"threads": torch.get_num_threads()}}
+    with pytest.raises(DistillError, match="report.latency='fast' is not a latency setting; use one of off, quick, full"):
+        compare_latency({"teacher": model}, torch.randn(1, 4), mode="fast")
+    compare_latency({"teacher": model}, torch.randn(1, 4), mode="quick")
+    assert model.training  # the caller's mode is restored
+
+
+def test_quantile_is_linear_between_order_statistics():
+    assert _quantile([4.0, 1.0, 3.0, 2.0], 0.25) == 1.75  # position 0.75 between 1 and 2
+    assert _quantile([4.0, 1.0, 3.0, 2.0], 0.75) == 3.25
+    assert _quantile([5.0], 0.5) == 5.0

@@ -118,3 +118,12 @@ def test_print_report_falls_back_to_markdown(report, monkeypatch, capsys):
     monkeypatch.setattr(builtins, "__import__", no_rich)
     print_report(report)
     assert capsys.readouterr().out.strip() == report_markdown(report).strip()
+
+
+def test_a_speed_up_within_the_timing_noise_is_said_so():
+    student = {"name": "twin", "role": "student", "parameters": 23_528_522, "latency_b1_ms": 20.0,
+               "speedup_b1_low": 0.7, "speedup_b1_high": 2.1, "speedup_b1_within_noise": True}
+    report = build_report([TEACHER, student])
+    markdown = report_markdown(report)
+    assert "not measurably faster or slower at batch 1 (1.50×, within the timing noise 0.70–2.10×)" in markdown
+    assert "| ~1.50× |" in markdown and "1.5× faster" not in markdown

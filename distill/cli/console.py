@@ -1,0 +1,196 @@
+"""What a run prints: quiet libraries, numbered phases, one line per epoch without a bar, final pointers.
+
+Quiet by default, complete on demand: ``verbose=true`` (or Hydra's ``hydra.verbose``) keeps every
+Lightning and transformers message. Warnings stay visible either way, except one Lightning warning
+that distill's own module causes and a user cannot act on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+#: DistillationModule overrides on_before_batch_transfer on purpose (it splits batches); Lightning warns about it
+OWN_MODULE_WARNING = r"You have overridden `on_before_batch_transfer` in `LightningModule` but have passed in a `LightningDataModule`"
+#: the loggers whose INFO lines (GPU/TPU availability, seeds, tips, checkpoint restores) are chatter
+CHATTY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "transformers")
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Silence the libraries' INFO chatter unless ``verbose``; warnings and errors still come through."""
+    warnings.filterwarnings("ignore", message=OWN_MODULE_WARNING)
+    if verbose:
+        return
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # transformers reads these when imported; an already imported one is told directly
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()
+    # distill's own lines on the console without Hydra's time stamp and logger name (the log file keeps them)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setFormatter(logging.Formatter("%(message)s"))
+
+
+def is_verbose(cfg: Mapping[str, Any], hydra_verbose: Any = False) -> bool:
+    """``verbose=true`` in the config, or any ``hydra.verbose`` setting."""
+    return bool(cfg.get("verbose", False)) or bool(hydra_verbose)
+
+
+def trainer_options(trainer_cfg: Mapping[str, Any], options: dict[str, Any], verbose: bool) -> dict[str, Any]:
+    """``options`` for the Trainer, plus the quiet defaults the user did not set themselves.
+
+    No model summary unless verbose; with the progress bar off, one line per epoch instead.
+    """
+    options = dict(options)
+    given = {**trainer_cfg, **options}
+    if not verbose and "enable_model_summary" not in given:
+        options["enable_model_summary"] = False
+    callbacks = list(options.get("callbacks") or [])
+    if not given.get("enable_progress_bar", True):
+        options["callbacks"] = [*callbacks, EpochLines()]
+    elif "callbacks" in options and not any(isinstance(c, L.pytorch.callbacks.ProgressBar) for c in callbacks):
+        bar = short_names_bar()
+        if bar is not None:
+            options["callbacks"] = [*callbacks, bar]
+    return options
+
+
+def short_name(metric: str) -> str:
+    """A metric's name in the progress bar: ``train/loss/kd`` → ``kd``, ``train/loss`` → ``loss``, ``val/acc`` → ``val_acc``."""
+    if metric.startswith("train/loss/"):
+        return metric.removeprefix("train/loss/")
+    return metric.removeprefix("train/").replace("/", "_")
+
+
+def short_names_bar() -> Any:
+    """Lightning's Rich progress bar showing every loss term under a short name (None without Rich)."""
+    try:
+        from lightning.pytorch.callbacks import RichProgressBar
+    except ImportError:
+        return None
+
+    class ShortNamesBar(RichProgressBar):
+        def get_metrics(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Any]:
+            return {short_name(k): v for k, v in super().get_metrics(trainer, module).items()}
+
+    try:
+        return ShortNamesBar()
+    except ModuleNotFoundError:  # rich not installed: Lightning's own choice (tqdm)
+        return None
+
+
+def epoch_line(epoch: int, max_epochs: int, losses: Mapping[str, float], metrics: Mapping[str, float], seconds: float) -> str:
+    """``epoch 2/10  loss 0.412 (kd 0.301, ce 0.111)  val/acc 0.953  3.1 s``: the total, each term, validation."""
+    text = f"epoch {epoch}/{max_epochs}" if max_epochs > 0 else f"epoch {epoch}"
+    if "train/loss" in losses:
+        text += f"  loss {losses['train/loss']:.4g}"
+    terms = [f"{short_name(k)} {v:.4g}" for k, v in losses.items() if k.startswith("train/loss/")]
+    if terms:
+        text += f" ({', '.join(terms)})"
+    for key, value in metrics.items():
+        text += f"  {key} {value:.4g}"
+    return text + f"  {seconds:.1f} s"
+
+
+class EpochLines(L.Callback):
+    """One line per epoch (mean of each loss term, validation accuracy, time) for runs without a progress bar."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._started, self._sums, self._count = time.perf_counter(), {}, 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
+        self._count += 1
+        for key, value in trainer.callback_metrics.items():
+            if key == "train/loss" or key.startswith("train/loss/"):
+                self._sums[key] = self._sums.get(key, 0.0) + float(value)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        losses = {k: v / max(self._count, 1) for k, v in self._sums.items()}
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("val/acc", "val/agreement")}
+        line = epoch_line(trainer.current_epoch + 1, trainer.max_epochs or 0, losses, metrics, time.perf_counter() - self._started)
+        print(line, flush=True)
+
+
+class Phases:
+    """Numbered phase lines, ``[2/3] distilling …``, printed by rank zero only."""
+
+    def __init__(self) -> None:
+        self.total, self.index, self.seen = 0, 0, set()
+
+    def begin(self, total: int, run_dir: Path | str) -> None:
+        self.total, self.index, self.seen = total, 0, set()
+        say(f"run directory: {run_dir}")
+
+    def enter(self, key: str, text: str) -> None:
+        """Start phase ``key`` (a phase already entered keeps its number: ensemble members)."""
+        if key not in self.seen:
+            self.seen.add(key)
+            self.index += 1
+        say(f"[{self.index}/{self.total}] {text}" if self.total else text)
+
+    def enter_once(self, key: str, text: str) -> None:
+        """Start phase ``key`` unless it was entered already (a teacher trained now needs no second line)."""
+        if key not in self.seen:
+            self.enter(key, text)
+
+
+PHASES = Phases()
+
+
+def epochs(n: Any) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
+def say(text: str) -> None:
+    if rank_zero_only.rank == 0:
+        print(text, flush=True)
+
+
+@contextmanager
+def measuring_bar(enabled: bool) -> Iterator[Any]:
+    """A progress bar with ETA for the report's measurements; yields ``step(done, total, what)`` (or a no-op)."""
+    if not enabled or rank_zero_only.rank != 0:
+        yield lambda done, total, what: None
+        return
+    try:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    except ImportError:
+        yield lambda done, total, what: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("measuring", total=None)
+
+        def step(done: int, total: int, what: str) -> None:
+            progress.update(task, completed=done, total=total, description=what)
+
+        yield step
+
+
+def pointers(summary: Mapping[str, Any]) -> str:
+    """The last lines of a run: where the report, the figures and the student's weights are."""
+    report = summary.get("report") or {}
+    lines = [f"report: {report.get('markdown')}"]
+    figures = [report[k] for k in ("learning_curves", "reliability") if report.get(k)]
+    if figures:
+        lines.append("figures: " + ", ".join(figures))
+    lines.append(f"student weights: {summary['student']['weights']}")
+    return "\n".join(lines)
