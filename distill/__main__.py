@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from distill.cli.config_directory import config_dir  # no Lightning imported for a listing
 
 #: subcommand → (module it forwards to, one-line description, help text with examples)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -95,12 +96,6 @@ def version() -> str:
         return __version__
 
 
-def _config_dir() -> Path:
-    """``conf/`` as :func:`distill.run.config_dir` finds it, without importing Lightning for a listing."""
-    package = Path(__file__).resolve().parent
-    return next((c for c in (package / "conf", package.parent / "conf") if (c / "config.yaml").is_file()), package / "conf")
-
-
 def _described(folder: Path) -> list[tuple[str, str]]:
     """Each ``*.yaml`` option of a config group with the first line of its leading comment."""
     rows = []
@@ -160,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(help_text.rstrip())
         return 0
     if not module:
-        listing = {"models": list_models, "losses": lambda: list_losses(_config_dir()), "data": lambda: list_data(_config_dir())}
+        listing = {"models": list_models, "losses": lambda: list_losses(config_dir()), "data": lambda: list_data(config_dir())}
         print(listing[command]())
         return 0
     # the process becomes `python -m distill.run …`: Hydra, Lightning's DDP relaunch and exit codes as documented

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "distill"
-COMMANDS = {"distill.run", "distill.evaluate", "distill.export", "distill.layers"}
+COMMANDS = {"distill.run", "distill.evaluate", "distill.export", "distill.layers", "distill.__main__"}
 CONFIG_LIBRARIES = ("hydra", "omegaconf")
 
 
