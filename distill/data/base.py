@@ -197,12 +197,15 @@ class ClassificationDataModule(DistillDataModule):
             IndexedDataset(dataset, transform, labels=self.labels or split != "train", with_index=with_index),
             batch_size=self.batch_size,
             shuffle=shuffle,
-            # an incomplete last training batch (of one sample, say) would crash BatchNorm: dropped,
-            # unless it is the only batch (a training split smaller than one batch)
-            drop_last=split == "train" and shuffle and len(dataset) >= self.batch_size,
+            drop_last=self._drops_last(split, shuffle, dataset),
             num_workers=self.num_workers,
             persistent_workers=not for_cache and self.num_workers > 0,
         )
+
+    def _drops_last(self, split: str, shuffle: bool, dataset: Dataset) -> bool:
+        # an incomplete last training batch (of one sample, say) would crash BatchNorm: dropped,
+        # unless it is the only batch (a training split smaller than one batch)
+        return split == "train" and shuffle and len(dataset) >= self.batch_size
 
     def _in_memory_loader(self, split: str, shuffle: bool, with_index: bool) -> InMemoryLoader:
         from distill.data.tensor_dataset import TensorClassificationDataset
@@ -236,4 +239,5 @@ class ClassificationDataModule(DistillDataModule):
             labels_out=self.labels or split != "train",
             with_index=with_index,
             device=trainer.strategy.root_device if trainer is not None else "cpu",
+            drop_last=self._drops_last(split, shuffle, data),
         )

@@ -30,6 +30,7 @@ class InMemoryLoader:
         with_index: also yield each sample's index within the split (kept on the CPU, so
             that a teacher-output cache reads its rows without waiting for the device).
         device: where the tensors are kept and the batches made.
+        drop_last: leave out an incomplete last batch (as the ``DataLoader`` option).
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class InMemoryLoader:
         labels_out: bool = True,
         with_index: bool = False,
         device: torch.device | str = "cpu",
+        drop_last: bool = False,
     ) -> None:
         if labels is not None and len(labels) != len(inputs):
             raise ValueError(f"{len(inputs)} inputs but {len(labels)} labels")
@@ -53,9 +55,11 @@ class InMemoryLoader:
         self.transform = transform
         self.labels_out = labels_out and labels is not None
         self.with_index = with_index
+        self.drop_last = drop_last
 
     def __len__(self) -> int:
-        return math.ceil(len(self.inputs) / self.batch_size)
+        batches = len(self.inputs) / self.batch_size
+        return math.floor(batches) if self.drop_last else math.ceil(batches)
 
     def order(self) -> Tensor:
         """The sample order of one pass (a CPU tensor), drawn as a shuffling ``DataLoader`` draws it."""
@@ -70,7 +74,7 @@ class InMemoryLoader:
     def __iter__(self) -> Iterator[Any]:
         order = self.order()
         on_device = order.to(self.device, non_blocking=True)
-        for start in range(0, len(order), self.batch_size):
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
             index, rows = order[start : start + self.batch_size], on_device[start : start + self.batch_size]
             x = self.inputs[rows]
             if self.transform is not None:
