@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from distill.cli.config_checks import check_batch_size, check_buildable, check_config
-from distill.cli_overrides import group_options
+from distill.cli.overrides import group_options
 from distill.data import DigitsDataModule
 from distill.errors import DistillError
 from distill.models import build_model

@@ -7,7 +7,7 @@ import json
 
 import yaml
 
-from distill.sweep_summary import summarize_sweep
+from distill.cli.sweep_summary import summarize_sweep
 
 
 def write_job(sweep, name, overrides, val=None, test=None, gain=None, error=None):

@@ -53,14 +53,15 @@ def check_key(cfg: DictConfig, override: str) -> None:
         return  # a missing parent: Hydra's own message names it
     arguments = target_arguments(parent)
     where = parent_path or "the config"
+    present = set(parent.keys())  # `in` is False for a mandatory ??? value, which is still a key
     if adding:
-        if arguments is not None and name not in arguments and name not in parent and name not in READ_BY_DISTILL:
+        if arguments is not None and name not in arguments and name not in present and name not in READ_BY_DISTILL:
             raise DistillError(
                 f"unknown key '{name}' in {where}: {parent._target_} takes no argument '{name}'"
                 f"{_did_you_mean(name, arguments)}"
             )
         return
-    if name in parent:
+    if name in present:
         return
     if arguments is not None and name in arguments:
         raise DistillError(

@@ -13,6 +13,8 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import cache_rss
 
+pytestmark = pytest.mark.slow  # real training runs (minutes on 2 cores): `pytest -m slow`, which CI runs
+
 
 def test_cache_rss_mechanics(tmp_path):
     out = tmp_path / "rss.json"

@@ -15,6 +15,8 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import gpu_check
 
+pytestmark = pytest.mark.slow  # real training runs (minutes on 2 cores): `pytest -m slow`, which CI runs
+
 
 def test_without_cuda_it_says_so_and_exits_cleanly():
     import os

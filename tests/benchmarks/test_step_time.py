@@ -175,12 +175,14 @@ def test_small_pair_models_and_settings():
 
 
 @pytest.mark.parametrize("name", ["hand", "minimal_lightning", "distill", "distill_cached", "student_only"])
+@pytest.mark.slow  # minutes of training on 2 cores: `pytest -m slow` (CI runs it)
 def test_small_pair_contenders_run(name, tmp_path):
     prepare_cache(TINY_SMALL_PAIR, str(tmp_path))
     result = run_contender(name, TINY_SMALL_PAIR, str(tmp_path))
     assert len(result["step_seconds"]) == TINY_SMALL_PAIR.steps
 
 
+@pytest.mark.slow  # minutes of training on 2 cores: `pytest -m slow` (CI runs it)
 def test_minimal_lightning_trains_the_same_math_as_hand():
     """Both contenders take the same optimizer steps from the same start: the students end equal."""
     import step_time_contenders as contenders

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # real training runs (minutes on 2 cores): `pytest -m slow`, which CI runs
+
 #: experiment=lm with tiny models, 32-token blocks, a 300-token BPE and a few batches
 TINY_LM = [
     "experiment=lm", "data.block_size=32", "data.vocab_size=300",
