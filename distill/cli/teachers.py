@@ -148,6 +148,11 @@ def check_teacher_names(teacher: DictConfig) -> None:
     """Fail before any training on an unknown teacher (or member) name, or an ensemble without members."""
     if not is_ensemble(teacher):
         check_model_name(teacher.name)
+        # a mandatory ??? of the teacher's config is named before the student is built from it
+        missing = [key for key in teacher.keys() if OmegaConf.is_missing(teacher, key)]
+        if missing:
+            value = "DIR" if missing[0] == "path" else "VALUE"
+            raise DistillError(f"{missing[0]} is not set: give teacher.{missing[0]}={value} on the command line")
         return
     if not teacher.members:
         raise DistillError("teacher=ensemble needs members; give teacher.members={a: {name: resnet18, ...}, ...}")
