@@ -149,7 +149,8 @@ def test_sigterm_while_the_teacher_trains_says_what_will_work(tmp_path):
     seen = []
     try:
         deadline = time.time() + 600
-        while not any("Trainable params" in line for line in seen):  # the teacher's fit has started
+        # the teacher's fit has started: its phase line, then its first epoch line
+        while not any("epoch 1/50" in line for line in seen):
             assert process.poll() is None and time.time() < deadline, "".join(seen)[-3000:]
             seen.append(process.stdout.readline())
         time.sleep(2.0)
