@@ -71,7 +71,7 @@ def evaluate_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.
             meta["loss"] = {name: repr(term) for name, term in loss.items()}
     return evaluate(
         saved.model, teacher, saved.datamodule, loss=loss, per_sample=bool(cfg.get("per_sample")), out_dir=out_dir,
-        role=saved.role, names=names, device=device, meta=meta,
+        role=saved.role, names=names, device=device, latency=cfg.report.latency, meta=meta,
     )
 
 

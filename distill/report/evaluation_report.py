@@ -50,7 +50,7 @@ def evaluate(
     role: str = "student",
     names: Mapping[str, str] | None = None,
     device: str | torch.device = "cpu",
-    latency: bool = True,
+    latency: str | bool = "full",
     meta: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Measure ``student`` on the test set of ``datamodule``, against ``teacher``.
@@ -71,7 +71,8 @@ def evaluate(
         role: ``"student"`` or ``"teacher"``.
         names: model names for the report, by role (default: the class names).
         device: where the models run for the metrics; latency is measured on the CPU.
-        latency: measure CPU latency at batch 1 and 64 (off: those columns are ``None``).
+        latency: ``full`` (CPU latency at batch 1 and 64), ``quick`` (batch 1, short) or ``off``
+            (those columns are ``None``); ``True``/``False`` mean ``full``/``off``.
         meta: extra entries for the report's setting (checkpoint, run directory, ...).
 
     Returns the report (``meta``, ``rows``: one per model, as in the
