@@ -18,6 +18,8 @@ from distill.losses.base import LossTerm, StepOutputs
 def check_first_batch(outputs: StepOutputs, loss_terms: Mapping[str, LossTerm], class_dim: int) -> None:
     """Output shapes the terms compare, teacher outputs that look like probabilities, labels outside the classes."""
     student, teacher = outputs.student, outputs.teacher
+    if teacher is not None and not isinstance(teacher, Tensor):
+        teacher = None  # a sparse (top-k) teacher from a cache: its shape is checked by the token losses
     compares = [n for n, t in loss_terms.items() if t.compares_outputs]
     if teacher is not None and student.shape != teacher.shape and compares:
         raise DistillError(

@@ -11,6 +11,7 @@ directory with its tokenizer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from torch import nn
 
 from distill.checkpoint_io import AtomicCheckpointIO
 from distill.cli.best_student import best_checkpoint, best_score, load_best_student
+from distill.cli.lm_teacher_cache import cached_loss_settings, fill_ahead, lm_teacher_cache_from_config
 from distill.cli.resume_checks import check_resumed_teacher, resume_checkpoint
 from distill.cli.saved_run import find_run_config, load_run_config
 from distill.cli.teachers import NOT_IN_TEACHER_KEY, model_spec, without
@@ -55,7 +57,7 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
     for model_cfg in (cfg.teacher, cfg.student):
         check_model_name(model_cfg.name)
     if cfg.teacher.get("cache"):
-        raise DistillError("teacher.cache=true is not available for language models yet; set teacher.cache=false")
+        cached_loss_settings(loss)  # a loss the top-k cache cannot serve fails before any training
     example = datamodule.datasets["train"].examples[0]
     audit = mask_audit(*example, datamodule.tokenizer)
     log.info("Loss-mask audit of the first training example:\n%s", audit)
@@ -75,13 +77,17 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
     teacher_model, student_run, note = reconcile_vocabularies(teacher.model, student, datamodule.tokenizer, student_tokenizer)
     if note:
         log.info("%s", note)
+    teacher_outputs = lm_teacher_cache_from_config(cfg, datamodule, teacher_model, loss) if cfg.teacher.get("cache") else None
     module = DistillationModule(
         student_run, teacher_model, loss, optimizer=instantiate(cfg.optimizer),
         lr_scheduler=instantiate(cfg.lr_scheduler) if cfg.get("lr_scheduler") else None,
-        teacher_source=teacher.source, teacher_dtype=cfg.teacher.get("dtype"),
+        teacher_source=teacher.source, teacher_dtype=cfg.teacher.get("dtype"), teacher_outputs=teacher_outputs,
     )
     check_resumed_teacher(resume_from, module)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    with teacher_outputs or contextlib.nullcontext():
+        if teacher_outputs is not None and trainer.world_size > 1:
+            fill_ahead(teacher_outputs, cfg, datamodule, teacher_model)  # each process sees only its share of an epoch
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     if not trainer.is_global_zero:
         return {}
     best = best_checkpoint(trainer)
@@ -116,6 +122,10 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
         "report": {"json": str(run_dir / "report_lm.json"), "markdown": str(run_dir / "report_lm.md")},
         "line": report["summary"],
     }
+    if teacher_outputs is not None:
+        summary["teacher_cache"] = {"directory": str(teacher_outputs.directory), "origin": teacher_outputs.origin,
+                                    "complete": teacher_outputs.complete, "teacher_batches": teacher_outputs.teacher_batches,
+                                    "top_k": teacher_outputs.k, "bytes_per_token": teacher_outputs.bytes_per_token()}
     if "baseline" in rows:
         summary["baseline"] = {k: rows["baseline"][k] for k in ("perplexity", "agreement", "kl")}
     write_summary(summary, run_dir)

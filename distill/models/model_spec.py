@@ -26,6 +26,7 @@ class ModelSpec:
         train: a teacher's own schedule (epochs, optimizer, lr_scheduler) when it is trained first.
         cache: a teacher's outputs are computed once and read from the cache in every epoch.
         dtype: keep a teacher's weights in this dtype (``bfloat16``, ``float16``).
+        cache_dir: where a language-model teacher's top-k outputs are cached (``None``: under the run's ``cache_dir``).
         options: every other keyword goes to the family's builder.
     """
 
@@ -38,6 +39,7 @@ class ModelSpec:
         train: dict[str, Any] | None = None,
         cache: bool = False,
         dtype: str | None = None,
+        cache_dir: str | None = None,
         **options: Any,
     ) -> None:
         self.name = name
@@ -47,6 +49,7 @@ class ModelSpec:
         self.train = train
         self.cache = bool(cache)
         self.dtype = dtype
+        self.cache_dir = cache_dir
         self.options = options
 
     def build(self, num_classes: int) -> nn.Module:

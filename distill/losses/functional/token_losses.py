@@ -159,7 +159,7 @@ def _divergence_loss(
     if not temperature > 0 or temperature == float("inf"):
         raise DistillError(f"temperature must be a finite number > 0, got {temperature}")
     check_logits_match_labels(student_logits, labels, "token loss")
-    teacher_parts = _teacher_parts(teacher, student_logits, top_k)
+    teacher_parts = _teacher_parts(teacher, student_logits, top_k, temperature)
     row_loss = functools.partial(
         _divergence_rows, divergence=divergence, temperature=temperature, top_k=top_k,
         sparse_teacher=isinstance(teacher, TeacherTopK),
@@ -168,10 +168,25 @@ def _divergence_loss(
     return value * temperature**2 if times_t_squared else value
 
 
-def _teacher_parts(teacher: Teacher, student_logits: Tensor, top_k: int | None) -> tuple[Tensor, ...]:
+def _check_sparse_teacher(teacher: TeacherTopK, top_k: int | None, temperature: float) -> None:
+    """A sparse teacher taken at another temperature, or with another k than the term's, is an error."""
+    if teacher.temperature is not None and abs(teacher.temperature - temperature) > 1e-9 * max(1.0, temperature):
+        raise DistillError(
+            f"the teacher's top-k log-probabilities were taken at temperature {teacher.temperature}, the loss is at "
+            f"{temperature}; give the term temperature={teacher.temperature} or rebuild the teacher's top-k at {temperature}"
+        )
+    if top_k is not None and top_k != teacher.ids.shape[-1]:
+        raise DistillError(
+            f"the teacher is given as its top {teacher.ids.shape[-1]} tokens but the term has top_k={top_k}; "
+            f"give the term top_k={teacher.ids.shape[-1]}"
+        )
+
+
+def _teacher_parts(teacher: Teacher, student_logits: Tensor, top_k: int | None, temperature: float = 1.0) -> tuple[Tensor, ...]:
     """The teacher as tensors with one row per (sequence, position), like the flattened student logits."""
     rows = student_logits.shape[0] * student_logits.shape[1]
     if isinstance(teacher, TeacherTopK):
+        _check_sparse_teacher(teacher, top_k, temperature)
         if teacher.ids.shape[:2] != student_logits.shape[:2] or teacher.ids.shape != teacher.log_probs.shape:
             raise DistillError(
                 f"the teacher's top-k ids {tuple(teacher.ids.shape)} and log-probabilities "

@@ -30,12 +30,15 @@ class TeacherTopK:
     ``log_probs`` are the log-probabilities of tokens ``ids`` under the full
     (temperature-scaled) softmax, i.e. logits minus the full log-normaliser.
     ``tail_log_mass`` is ``log(1 - sum(exp(log_probs)))`` per position; when
-    ``None`` it is computed from ``log_probs``.
+    ``None`` it is computed from ``log_probs``. ``temperature``: the softmax
+    temperature the log-probabilities were taken at, when known (a cache's); a
+    loss at another temperature is refused rather than silently mixed.
     """
 
     ids: Tensor
     log_probs: Tensor
     tail_log_mass: Tensor | None = None
+    temperature: float | None = None
 
 
 def teacher_topk(teacher_logits: Tensor, k: int, temperature: float = 1.0) -> TeacherTopK:
@@ -43,7 +46,7 @@ def teacher_topk(teacher_logits: Tensor, k: int, temperature: float = 1.0) -> Te
     check_top_k(k, teacher_logits.shape[-1])
     log_p = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
     log_probs, ids = log_p.topk(k, dim=-1)
-    return TeacherTopK(ids, log_probs, _log_mass_outside(log_p, ids))
+    return TeacherTopK(ids, log_probs, _log_mass_outside(log_p, ids), temperature=float(temperature))
 
 
 def topk_buckets(
