@@ -24,12 +24,25 @@ def enable_gradient_checkpointing(model: nn.Module) -> nn.Module:
             f"a {type(model).__name__} does not support gradient checkpointing; it is available for Hugging Face "
             "models (student=hf_causal_lm or tiny_gpt2): set student.gradient_checkpointing=false"
         )
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    settings = {"use_reentrant": False}
+    if callable(getattr(model, "activation_checkpointing_enable", None)):  # transformers >= 5.x names it so
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=settings)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=settings)
     return model
 
 
+def is_checkpointing(model: nn.Module) -> bool:
+    """Whether any of ``model``'s blocks is recomputed in the backward pass (``transformers``' flag on its modules)."""
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
+
+
 def disable_gradient_checkpointing(model: nn.Module) -> nn.Module:
-    """Turn gradient checkpointing off where a model has it on (the teacher's: it never runs a backward pass)."""
-    if getattr(model, "is_gradient_checkpointing", False):
-        model.gradient_checkpointing_disable()
+    """Turn gradient checkpointing off where a model has it on (the teacher's: it never runs a backward pass).
+
+    The flags are cleared on every submodule, so a model inside a wrapper (a vocabulary slice) is reached too.
+    """
+    for module in model.modules():
+        if getattr(module, "gradient_checkpointing", False) is True:
+            module.gradient_checkpointing = False
     return model

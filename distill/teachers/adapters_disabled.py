@@ -47,15 +47,32 @@ class AdaptersDisabled(nn.Module):
                 module.training = mode
 
     def base_parameters(self) -> dict[str, torch.Tensor]:
-        """The base model's weights, by name (the very tensors the student holds, not copies)."""
-        return {name: p for name, p in self.student.named_parameters() if not is_adapter_name(name)}
+        """The base model's weights by their names before the adapters were added (the student's very tensors, not copies)."""
+        return {base_name(n): p for n, p in self.student.named_parameters() if not is_adapter_name(n)}
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
-        """The base model's weights and buffers, without the adapters (what :func:`weights_sha256` hashes)."""
-        return {k: v for k, v in self.student.state_dict(*args, **kwargs).items() if not is_adapter_name(k)}
+        """The base model's weights and buffers under their names before the adapters were added, so that
+        :func:`~distill.models.weights_sha256` of this teacher is the hash of the model the student was made from."""
+        return {base_name(k): v for k, v in self.student.state_dict(*args, **kwargs).items() if not is_adapter_name(k)}
+
+    def to(self, *args: Any, **kwargs: Any) -> AdaptersDisabled:  # type: ignore[override]
+        """Devices follow the student; another dtype (``teacher_dtype``) cannot: the weights are the student's."""
+        dtype = torch._C._nn._parse_to(*args, **kwargs)[1]
+        if dtype is not None:
+            raise DistillError(
+                f"the teacher is the LoRA student's own base weights, so it cannot be kept in {dtype} apart from the "
+                "student; leave teacher_dtype (teacher.dtype) unset"
+            )
+        return super().to(*args, **kwargs)
 
     def get_output_embeddings(self) -> nn.Module:
         return self.student.get_output_embeddings()
 
     def extra_repr(self) -> str:
         return f"student={type(self.student.get_base_model()).__name__}"
+
+
+def base_name(name: str) -> str:
+    """A peft model's parameter name as the base model had it: ``base_model.model.h.0.c_attn.base_layer.weight``
+    is ``h.0.c_attn.weight``."""
+    return name.removeprefix("base_model.model.").replace(".base_layer.", ".")
