@@ -23,6 +23,7 @@ from distill.first_batch_checks import check_first_batch
 from distill.lm.predictions import is_token_output, next_token_predictions
 from distill.losses.base import LossTerm, StepOutputs
 from distill.models.fingerprint import weights_sha256
+from distill.models.gradient_checkpointing import disable_gradient_checkpointing
 from distill.non_finite import NonFiniteLossGuard
 from distill.partial_labels import outputs_for_term
 from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
@@ -31,6 +32,7 @@ from distill.rng import rng_states, set_rng_states
 from distill.teachers.ensemble import TeacherEnsemble
 from distill.teachers.live_teacher import LiveTeacher, TeacherOnBatch
 from distill.teachers.output_cache import TeacherOutputCache
+from distill.teachers.sharded import shard_for_forward
 
 
 class DistillationModule(L.LightningModule):
@@ -232,6 +234,10 @@ class DistillationModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit" and not self._built:
             self.build(next(iter(_train_dataloader(self.trainer))))
+        # under FSDP the teacher is sharded too, for forward passes only (distill.teachers.sharded)
+        sharded = shard_for_forward(self.teacher, self.trainer.strategy)
+        if sharded is not self.teacher:
+            self.__dict__["teacher"] = self.live_teacher.model = sharded
 
     def teardown(self, stage: str) -> None:
         self.remove_hooks()  # the hooks go with the run
@@ -424,7 +430,7 @@ def _train_dataloader(trainer: L.Trainer) -> Any:
 def _freeze(teacher: nn.Module) -> nn.Module:
     teacher.eval()
     teacher.requires_grad_(False)
-    return teacher
+    return disable_gradient_checkpointing(teacher)  # only the student's blocks are ever recomputed
 
 
 def _dtype(value: torch.dtype | str | None) -> torch.dtype | None:

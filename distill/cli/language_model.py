@@ -153,7 +153,7 @@ def _prepare(cfg: DictConfig, model_cfg: DictConfig, datamodule: Any, run_dir: P
         "vocabulary": datamodule.num_classes,
         "data": without(cfg.data, NOT_IN_TEACHER_KEY | {"cache_dir"}),
         "trainer": without(cfg.trainer, NOT_IN_TEACHER_KEY),
-        "seed": cfg.seed, "model": model_cfg.name, "options": options, "epochs": epochs,
+        "seed": cfg.seed, "model": model_cfg.name, "options": _key_options(options), "epochs": epochs,
         "optimizer": OmegaConf.to_container(optimizer, resolve=True),
         "lr_scheduler": OmegaConf.to_container(scheduler, resolve=True) if scheduler else None,
     }
@@ -237,6 +237,15 @@ def evaluate_language_model(cfg: DictConfig, overrides: list[str], out_dir: Path
 
 def _options(model_cfg: DictConfig) -> dict[str, Any]:
     return model_spec(model_cfg).options
+
+
+def _key_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options that determine a trained model: checkpointing does not, LoRA without a rank is none, so the
+    cache key of a model trained without them stays what it was before they existed."""
+    key = {k: v for k, v in options.items() if k != "gradient_checkpointing"}
+    if not (key.get("lora") or {}).get("r"):
+        key.pop("lora", None)
+    return key
 
 
 def _model_name(model_cfg: DictConfig) -> str:

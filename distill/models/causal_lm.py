@@ -22,7 +22,9 @@ from torch import nn
 
 from distill.errors import DistillError, close_matches
 from distill.models.factory import ModelFamily, register_family
+from distill.models.gradient_checkpointing import enable_gradient_checkpointing
 from distill.models.huggingface_init import copy_layers
+from distill.models.lora import with_lora
 
 FAMILY = "hf_causal_lm"
 
@@ -37,6 +39,8 @@ def build_hf_causal_lm(
     config: Mapping[str, Any] | None = None,
     init_layers: str | int | Sequence[int] | None = None,
     attn_implementation: str | None = None,
+    gradient_checkpointing: bool = False,
+    lora: Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """A ``transformers`` causal LM in train mode (see the module's docstring for the three sources).
 
@@ -52,6 +56,11 @@ def build_hf_causal_lm(
         init_layers: with ``config_from``: start from its embeddings and these layers
             (``[0, 2]``; an integer ``k``: every k-th layer 0, k, 2k, ...; ``"every_other"``: k = 2).
         attn_implementation: ``"eager"``, ``"sdpa"``, ...
+        gradient_checkpointing: recompute each block in the backward pass instead of keeping its
+            activations (a student's option, :mod:`distill.models.gradient_checkpointing`).
+        lora: ``{"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": None}``: wrap the model in
+            LoRA adapters, only they train (:func:`distill.models.lora.with_lora`); ``None`` or
+            ``r: None``: no adapters, every weight trains.
     """
     overrides = {k: v for k, v in dict(config or {}).items() if v is not None}
     options = {"attn_implementation": attn_implementation} if attn_implementation else {}
@@ -62,7 +71,7 @@ def build_hf_causal_lm(
             raise DistillError(f"{FAMILY}: path={path} loads a whole saved model; init_layers needs config_from=DIR instead")
         model = load_causal_lm(path, overrides, options)
         check_output_rows(model, num_classes, path)
-        return model.train()
+        return _for_training(model, gradient_checkpointing, lora)
     if weights:
         raise DistillError(f"{FAMILY}: weights={weights} needs path=DIR; a model built from a config starts from random weights")
     transformers = _transformers()
@@ -80,7 +89,21 @@ def build_hf_causal_lm(
         copy_layers(model.base_model, source.base_model, layers, source_name=config_from)
         if not model.config.tie_word_embeddings:
             _copy_head(model, source, config_from)
-    return model.train()
+    return _for_training(model, gradient_checkpointing, lora)
+
+
+def _for_training(model: nn.Module, gradient_checkpointing: bool, lora: Mapping[str, Any] | None) -> nn.Module:
+    """``model`` in train mode, with gradient checkpointing and LoRA adapters when asked for."""
+    model.train()
+    if gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    settings = {k: v for k, v in dict(lora or {}).items() if v is not None}
+    if settings.get("r") is None:  # the config's defaults (alpha, dropout) without a rank: no adapters
+        return model
+    unknown = set(settings) - {"r", "alpha", "dropout", "target_modules"}
+    if unknown:
+        raise DistillError(f"unknown lora setting(s) {sorted(unknown)}; the settings are r, alpha, dropout, target_modules")
+    return with_lora(model, **settings).train()
 
 
 def source_layers(init_layers: str | int | Sequence[int], num_layers: int) -> list[int]:
