@@ -45,6 +45,10 @@ def token_bytes(tokenizer: Any) -> dict[bytes, int]:
         decode = byte_level_alphabet()
         return _unambiguous([(bytes(decode[c] for c in token), i) for token, i in vocab.items()
                              if all(c in decode for c in token)])
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and "WordPiece" in repr(backend.decoder):
+        prefix = getattr(backend.model, "continuing_subword_prefix", "##")
+        return _unambiguous([(token.removeprefix(prefix).encode("utf-8"), i) for token, i in vocab.items()])
     return _unambiguous([(tokenizer.convert_tokens_to_string([token]).encode("utf-8"), i) for token, i in vocab.items()])
 
 
