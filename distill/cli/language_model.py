@@ -187,6 +187,7 @@ def _run_across_tokenizers(cfg: DictConfig, datamodule: Any, run_dir: Path, star
                     "parameters": rows["student"]["parameters"], "vocabulary": rows["student"]["vocabulary"],
                     "checkpoint": best or None, "weights": str(export_dir), "test_accuracy": rows["student"]["accuracy"],
                     "best_val_accuracy": best_score(trainer)},
+        "agreement": None,  # top-1 agreement compares token ids of one vocabulary: not measured across tokenizers
         "loss": {name: repr(term) for name, term in module.loss_terms.items()},
         "seconds": time.perf_counter() - started, "run_dir": str(run_dir),
         "logs": getattr(trainer.logger, "log_dir", None),

@@ -9,7 +9,7 @@ text (one-to-one where the tokens coincide, many-to-many elsewhere).
 Special tokens (a BOS or [CLS]/[SEP] that one tokenizer adds, chat markers one
 tokenizer knows) are left out: they are in no group and move no boundary, and
 the text a special token stands for (a chat marker written in the text) is left
-out on the other side too. Token positions in the groups are positions in the
+out on the other side too (a token that reaches into it keeps only its own part). Token positions in the groups are positions in the
 original sequences, specials included, so a BOS on one side only shifts nothing.
 
 A tokenizer that skips characters (WordPiece drops spaces) leaves gaps between
@@ -106,8 +106,15 @@ def _kept(tokens: TokenSpans, holes: Sequence[Span]) -> tuple[list[int], list[Sp
     for position, (span, special) in enumerate(zip(tokens.spans, tokens.special)):
         if special or (span[1] > span[0] and any(lo <= span[0] and span[1] <= hi for lo, hi in holes)):
             continue
-        start = max(span[0], end)
-        end = max(span[1], start)
+        start, stop = span
+        for lo, hi in holes:  # a token that reaches into a special token's text keeps only its own part
+            if start < hi and lo < stop:
+                if lo <= start:
+                    start = hi
+                elif stop <= hi:
+                    stop = lo
+        start = max(start, end)
+        end = max(stop, start)
         positions.append(position)
         spans.append((start, end))
     return positions, spans

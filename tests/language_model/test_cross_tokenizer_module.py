@@ -74,3 +74,17 @@ def test_training_and_validation_run_without_comparing_the_vocabularies(cross_da
     assert "val/agreement" not in metrics and "val/teacher_acc" not in metrics
     assert all(torch.isfinite(metrics[k]) for k in ("train/loss/uld", "train/loss/exact", "val/acc"))
     assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))
+
+
+def test_the_lm_job_refuses_terms_that_cannot_work_across_or_within_one_tokenizer(cross_data):
+    from types import SimpleNamespace
+
+    from distill.cli.language_model import check_cross_tokenizer_terms
+    from distill.errors import DistillError
+    from distill.losses import TokenKL
+
+    check_cross_tokenizer_terms({"uld": TokenULD(), "ce": TokenCrossEntropy()}, cross_data)
+    with pytest.raises(DistillError, match="compares the two vocabularies token by token.*loss=lm_uld"):
+        check_cross_tokenizer_terms({"kd": TokenKL()}, cross_data)
+    with pytest.raises(DistillError, match="data.teacher_vocab_size=N"):
+        check_cross_tokenizer_terms({"uld": TokenULD()}, SimpleNamespace(cross_tokenizer=False))
