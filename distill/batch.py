@@ -12,6 +12,10 @@ from distill.errors import DistillError
 
 LABEL_KEY = "labels"
 INDEX_KEY = "index"
+#: cross-tokenizer batches: ``teacher_<name>`` entries are the teacher's inputs (``teacher_input_ids``, ...)
+TEACHER_PREFIX = "teacher_"
+#: cross-tokenizer batches: the aligned pairs of student and teacher positions (:mod:`distill.lm.alignment`)
+ALIGNMENT_KEY = "alignment"
 
 
 @dataclass
@@ -25,6 +29,15 @@ class Batch:
     kwargs: dict[str, Any] = field(default_factory=dict)
     labels: Tensor | None = None
     index: Tensor | None = None
+    #: the teacher's own keyword inputs when it reads another tokenization (``None``: the same inputs)
+    teacher_kwargs: dict[str, Any] | None = None
+    alignment: Tensor | None = None
+
+    def for_teacher(self) -> Batch:
+        """The batch as the teacher reads it: its own inputs where the batch carries them."""
+        if self.teacher_kwargs is None:
+            return self
+        return Batch(kwargs=self.teacher_kwargs, labels=self.labels, index=self.index)
 
     def __len__(self) -> int:
         first = self.args[0] if self.args else next(iter(self.kwargs.values()))
@@ -37,18 +50,23 @@ def split_batch(batch: Any) -> Batch:
     Accepted forms: a tensor ``x``; a tuple/list ``(x,)``, ``(x, y)`` or
     ``(x, y, index)``; or a mapping, whose ``"labels"`` and ``"index"`` entries
     are taken out and whose other entries are passed to the models as keyword
-    arguments (as Hugging Face models expect).
+    arguments (as Hugging Face models expect). A mapping of a cross-tokenizer batch
+    also holds the teacher's inputs as ``teacher_<name>`` entries and an ``alignment``;
+    they are taken out too (see :meth:`Batch.for_teacher`).
     """
     if isinstance(batch, Tensor):
         return Batch(args=(batch,))
     if isinstance(batch, Mapping):
-        kwargs = {k: v for k, v in batch.items() if k not in (LABEL_KEY, INDEX_KEY)}
+        teacher = {k[len(TEACHER_PREFIX):]: v for k, v in batch.items() if str(k).startswith(TEACHER_PREFIX)}
+        kwargs = {k: v for k, v in batch.items()
+                  if k not in (LABEL_KEY, INDEX_KEY, ALIGNMENT_KEY) and not str(k).startswith(TEACHER_PREFIX)}
         if not kwargs:
             raise DistillError(
                 f"batch mapping has only {sorted(batch)}: it needs at least one model input "
                 "besides 'labels' and 'index'"
             )
-        return Batch(kwargs=kwargs, labels=batch.get(LABEL_KEY), index=batch.get(INDEX_KEY))
+        return Batch(kwargs=kwargs, labels=batch.get(LABEL_KEY), index=batch.get(INDEX_KEY),
+                     teacher_kwargs=teacher or None, alignment=batch.get(ALIGNMENT_KEY))
     if isinstance(batch, (tuple, list)) and 1 <= len(batch) <= 3:
         labels = batch[1] if len(batch) >= 2 else None
         index = batch[2] if len(batch) == 3 else None

@@ -160,7 +160,7 @@ class DistillationModule(L.LightningModule):
         model_outputs = forward_logits_checked(self.student, parts, "student") if first_batch else forward_logits(
             self.student, parts
         )
-        outputs = StepOutputs(student=model_outputs, labels=parts.labels, index=parts.index)
+        outputs = StepOutputs(student=model_outputs, labels=parts.labels, index=parts.index, alignment=parts.alignment)
         if self._student_capture:
             outputs.student_features = self._student_capture.collect()
         if with_teacher:
@@ -324,19 +324,21 @@ class DistillationModule(L.LightningModule):
         # the metric objects are updated per batch and logged once, at the epoch's end (one
         # self.log each instead of one per batch); they sync over DDP ranks themselves
         labels = outputs.labels
-        if is_token_output(outputs.student, labels):  # a causal LM: next-token predictions where loss is taken
+        if outputs.alignment is not None:  # another tokenizer: the teacher's tokens are not the student's
+            student_pred, teacher_pred, labels = _student_only_predictions(outputs.student, labels)
+        elif is_token_output(outputs.student, labels):  # a causal LM: next-token predictions where loss is taken
             student_pred, teacher_pred, labels = next_token_predictions(outputs.student, outputs.teacher, labels)
         else:
             student_pred, teacher_pred = outputs.student.argmax(self.class_dim), outputs.teacher.argmax(self.class_dim)
         updated = self._updated_metrics.setdefault(stage, set())
-        if student_pred.shape == teacher_pred.shape:
+        if teacher_pred is not None and student_pred.shape == teacher_pred.shape:
             getattr(self, f"{stage}_agreement").update((student_pred == teacher_pred).float())
             updated.add("agreement")
         if labels is not None and labels.shape == student_pred.shape and not labels.is_floating_point():
             getattr(self, f"{stage}_acc").update((student_pred == labels).float())
             updated.add("acc")
             # the teacher's accuracy only checks that the right teacher was loaded: log it once
-            if stage == "test" or not self._teacher_acc_logged:
+            if teacher_pred is not None and (stage == "test" or not self._teacher_acc_logged):
                 getattr(self, f"{stage}_teacher_acc").update((teacher_pred == labels).float())
                 updated.add("teacher_acc")
 
@@ -411,6 +413,12 @@ def _as_term_dict(loss: Mapping[str, LossTerm] | LossTerm) -> dict[str, LossTerm
     if not terms:
         raise DistillError("every loss term is switched off; keep at least one")
     return terms
+
+
+def _student_only_predictions(student: Tensor, labels: Tensor | None) -> tuple[Tensor, None, Tensor | None]:
+    """The student's next-token predictions and targets; none of the teacher's (another vocabulary: not comparable)."""
+    predictions, _, targets = next_token_predictions(student, student, labels)
+    return predictions, None, targets
 
 
 def _mixes_labels(augment: Any) -> bool:

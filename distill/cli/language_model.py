@@ -32,6 +32,7 @@ from distill.cli.teachers import NOT_IN_TEACHER_KEY, model_spec, without
 from distill.cli.training import loss_terms, make_callbacks, make_logger, make_trainer
 from distill.errors import DistillError
 from distill.lm.mask_audit import mask_audit
+from distill.lm.shared_vocabulary import shared_vocabulary
 from distill.lm.training import CausalLMTraining
 from distill.lm.vocabulary import reconcile_vocabularies
 from distill.lm.export import save_language_model
@@ -39,6 +40,9 @@ from distill.models import build_model, check_model_name
 from distill.models.causal_lm import load_tokenizer
 from distill.models.fingerprint import weights_sha256
 from distill.module import DistillationModule
+from distill.losses.cross_tokenizer_term import CrossTokenizerTerm
+from distill.losses.token_exact_match import TokenExactMatchKL
+from distill.report.lm_cross_report import cross_tokenizer_report
 from distill.report.lm_report import language_model_report
 from distill.report.run_summary import write_summary
 from distill.teachers import PreparedTeacher, TeacherCache, prepare_teacher
@@ -57,7 +61,10 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
     for model_cfg in (cfg.teacher, cfg.student):
         check_model_name(model_cfg.name)
     if cfg.teacher.get("cache"):
+        if getattr(datamodule, "cross_tokenizer", False):
+            raise DistillError("teacher.cache=true is not available across tokenizers yet; set teacher.cache=false")
         cached_loss_settings(loss)  # a loss the top-k cache cannot serve fails before any training
+    check_cross_tokenizer_terms(loss, datamodule)
     example = datamodule.datasets["train"].examples[0]
     audit = mask_audit(*example, datamodule.tokenizer)
     log.info("Loss-mask audit of the first training example:\n%s", audit)
@@ -71,9 +78,11 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
     trainer = make_trainer(
         cfg, callbacks=make_callbacks(cfg), logger=make_logger(cfg, resume_from is not None), plugins=[AtomicCheckpointIO()]
     )
-    teacher = _prepare(cfg, cfg.teacher, datamodule, run_dir, "teacher")
+    teacher = _prepare(cfg, cfg.teacher, datamodule.teacher_data(), run_dir, "teacher")
     L.seed_everything(cfg.seed, workers=True)
     student_tokenizer = load_tokenizer(cfg.student.path) if cfg.student.get("path") else datamodule.tokenizer
+    if datamodule.cross_tokenizer:  # two vocabularies by design: aligned, not reconciled
+        return _run_across_tokenizers(cfg, datamodule, run_dir, started, loss, trainer, teacher, student, resume_from)
     teacher_model, student_run, note = reconcile_vocabularies(teacher.model, student, datamodule.tokenizer, student_tokenizer)
     if note:
         log.info("%s", note)
@@ -133,6 +142,75 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
     return summary
 
 
+def check_cross_tokenizer_terms(loss: dict[str, Any], datamodule: Any) -> None:
+    """Cross-tokenizer terms need cross-tokenizer data, and token-by-token comparisons cannot work across vocabularies."""
+    cross = bool(getattr(datamodule, "cross_tokenizer", False))
+    for name, term in loss.items():
+        if isinstance(term, CrossTokenizerTerm) and not cross:
+            raise DistillError(
+                f"loss term '{name}' ({type(term).__name__}) aligns two tokenizers, but the teacher reads the student's "
+                "tokens; give the teacher's tokenizer (data.teacher_tokenizer=DIR or data.teacher_vocab_size=N) or another loss"
+            )
+        if cross and getattr(term, "compares_outputs", False):
+            raise DistillError(
+                f"loss term '{name}' ({type(term).__name__}) compares the two vocabularies token by token, but the teacher "
+                "has another tokenizer; use loss=lm_uld (or remove it: ~loss." + name + ")"
+            )
+        if cross and getattr(term, "teacher_layers", ()):
+            raise DistillError(f"loss term '{name}' ({type(term).__name__}) reads teacher layers position by position, "
+                               f"which another tokenizer does not match; remove it (~loss.{name})")
+
+
+def _run_across_tokenizers(cfg: DictConfig, datamodule: Any, run_dir: Path, started: float, loss: dict[str, Any],
+                           trainer: L.Trainer, teacher: PreparedTeacher, student: nn.Module,
+                           resume_from: str | None) -> dict[str, Any]:
+    """Distillation from a teacher with another tokenizer: aligned batches, the cross-tokenizer terms, a per-model report."""
+    if cfg.get("baseline"):
+        raise DistillError("baseline=true is not available across tokenizers yet; set baseline=false")
+    shared = None
+    for term in loss.values():
+        if isinstance(term, TokenExactMatchKL) and not len(term.student_ids):
+            shared = shared or shared_vocabulary(datamodule.tokenizer, datamodule.teacher_tokenizer)
+            term.set_shared_vocabulary(*shared)
+    if shared is not None:
+        log.info("Student and teacher vocabularies share %d token strings (the exact-match term's sub-vocabulary)", len(shared[0]))
+    module = DistillationModule(
+        student, teacher.model, loss, optimizer=instantiate(cfg.optimizer),
+        lr_scheduler=instantiate(cfg.lr_scheduler) if cfg.get("lr_scheduler") else None,
+        teacher_source=teacher.source, teacher_dtype=cfg.teacher.get("dtype"),
+    )
+    check_resumed_teacher(resume_from, module)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    if not trainer.is_global_zero:
+        return {}
+    best = best_checkpoint(trainer)
+    load_best_student(module, best)
+    export_dir = save_language_model(student, datamodule.tokenizer, run_dir / "student_model")
+    report = cross_tokenizer_report({"teacher": (_model_name(cfg.teacher), teacher.model, datamodule.teacher_data()),
+                                     "student": (_model_name(cfg.student), student, datamodule)}, run_dir)
+    rows = {row["role"]: row for row in report["rows"]}
+    summary = {
+        "task": "language_model", "cross_tokenizer": True,
+        "teacher": {"name": _model_name(cfg.teacher), "source": teacher.source, "origin": teacher.origin,
+                    "perplexity": rows["teacher"]["perplexity"], "parameters": rows["teacher"]["parameters"],
+                    "vocabulary": rows["teacher"]["vocabulary"], "test_accuracy": rows["teacher"]["accuracy"],
+                    "sha256": module.teacher_sha256, "sha256_after": weights_sha256(teacher.model)},
+        "student": {"name": _model_name(cfg.student), "perplexity": rows["student"]["perplexity"],
+                    "parameters": rows["student"]["parameters"], "vocabulary": rows["student"]["vocabulary"],
+                    "checkpoint": best or None, "weights": str(export_dir), "test_accuracy": rows["student"]["accuracy"],
+                    "best_val_accuracy": best_score(trainer)},
+        "agreement": None,  # top-1 agreement compares token ids of one vocabulary: not measured across tokenizers
+        "loss": {name: repr(term) for name, term in module.loss_terms.items()},
+        "seconds": time.perf_counter() - started, "run_dir": str(run_dir),
+        "logs": getattr(trainer.logger, "log_dir", None),
+        "report": {"json": str(run_dir / "report_lm.json"), "markdown": str(run_dir / "report_lm.md")},
+        "line": report["summary"],
+    }
+    write_summary(summary, run_dir)
+    print((run_dir / "report_lm.md").read_text(), flush=True)
+    return summary
+
+
 def _prepare(cfg: DictConfig, model_cfg: DictConfig, datamodule: Any, run_dir: Path, role: str,
              allow_training: bool = True) -> PreparedTeacher:
     """The teacher (``role="teacher"``) or the student trained alone (``"baseline"``): given, or trained first and cached.
@@ -151,7 +229,7 @@ def _prepare(cfg: DictConfig, model_cfg: DictConfig, datamodule: Any, run_dir: P
     spec = {
         "task": "language_model",
         "vocabulary": datamodule.num_classes,
-        "data": without(cfg.data, NOT_IN_TEACHER_KEY | {"cache_dir"}),
+        "data": _data_key(cfg.data, role),
         "trainer": without(cfg.trainer, NOT_IN_TEACHER_KEY),
         "seed": cfg.seed, "model": model_cfg.name, "options": _key_options(options), "epochs": epochs,
         "optimizer": OmegaConf.to_container(optimizer, resolve=True),
@@ -166,6 +244,19 @@ def _prepare(cfg: DictConfig, model_cfg: DictConfig, datamodule: Any, run_dir: P
         cache=None if given else TeacherCache(Path(cfg.cache_dir).expanduser() / ("teachers" if role == "teacher" else "baselines")),
         spec=None if given else spec, role=role,
     )
+
+
+def _data_key(data: DictConfig, role: str) -> dict[str, Any]:
+    """The data settings in a cached model's key: for the teacher of a cross-tokenizer run, those of its own tokenization
+    (the key of the same teacher trained in a plain run); the ``teacher_*`` keys only when set (older keys stay valid)."""
+    settings = without(data, NOT_IN_TEACHER_KEY | {"cache_dir"})
+    own = {key: settings.pop(key, None) for key in ("teacher_tokenizer", "teacher_vocab_size", "teacher_block_size")}
+    if role == "teacher" and (own["teacher_tokenizer"] or own["teacher_vocab_size"]):
+        settings.update(tokenizer=own["teacher_tokenizer"], vocab_size=own["teacher_vocab_size"] or settings.get("vocab_size"),
+                        block_size=own["teacher_block_size"] or settings.get("block_size"))
+    elif own["teacher_tokenizer"] or own["teacher_vocab_size"]:
+        settings.update({key: value for key, value in own.items() if value is not None})
+    return settings
 
 
 def _training(cfg: DictConfig, datamodule: Any, run_dir: Path, name: str, epochs: int, optimizer: Any,

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from distill.data import lm_examples
 from distill.data.bpe_tokenizer import bpe_tokenizer
+from distill.data.lm_cross_tokenizer import CrossTokenExamples, cross_text_blocks
 from distill.data.pydoc_corpus import pydoc_topics, split_topics
 from distill.errors import DistillError
 
@@ -69,6 +70,11 @@ class LanguageModelDataModule(L.LightningDataModule):
         block_size: tokens per example (longer documents are cut, shorter ones padded).
         labels: ``False``: no ``labels`` in the batches (distillation without a data loss).
         with_index: add each example's index in its split (``index``).
+        teacher_tokenizer: a tokenizer directory (or ``.gguf`` file) of a teacher with another
+            tokenizer; the batches then also hold the teacher's tokens of the same text and their
+            alignment (:mod:`distill.data.lm_cross_tokenizer`; plain-text data only).
+        teacher_vocab_size: the same with the embedded byte-level BPE of this many tokens as the teacher's.
+        teacher_block_size: the teacher's tokens per example (default: ``block_size``).
     """
 
     #: the run dispatches on this: batches of token sequences, models that predict the next token
@@ -90,8 +96,16 @@ class LanguageModelDataModule(L.LightningDataModule):
         cache_dir: str = "~/.cache/distill",
         labels: bool = True,
         with_index: bool = False,
+        teacher_tokenizer: str | None = None,
+        teacher_vocab_size: int | None = None,
+        teacher_block_size: int | None = None,
     ) -> None:
         super().__init__()
+        if teacher_tokenizer and teacher_vocab_size:
+            raise DistillError("give data.teacher_tokenizer=DIR or data.teacher_vocab_size=N, not both")
+        self.teacher_tokenizer_path = teacher_tokenizer or None
+        self.teacher_vocab_size = int(teacher_vocab_size) if teacher_vocab_size else None
+        self.teacher_block_size = int(teacher_block_size or block_size)
         if block_size < 2:
             raise DistillError(f"data.block_size={block_size}: a block needs at least 2 tokens")
         self.files = {"train": train_file, "val": val_file, "test": test_file}
@@ -125,6 +139,35 @@ class LanguageModelDataModule(L.LightningDataModule):
         return bpe_tokenizer(texts, self.vocab_size, self.cache_dir)
 
     @property
+    def cross_tokenizer(self) -> bool:
+        """Whether the teacher reads its own tokenization (``teacher_tokenizer`` or ``teacher_vocab_size`` given)."""
+        return bool(self.teacher_tokenizer_path or self.teacher_vocab_size)
+
+    @cached_property
+    def teacher_tokenizer(self) -> Any:
+        """The teacher's tokenizer: the student's unless ``teacher_tokenizer`` or ``teacher_vocab_size`` is given."""
+        if self.teacher_tokenizer_path:
+            from distill.models.causal_lm import load_tokenizer
+
+            return load_tokenizer(self.teacher_tokenizer_path)
+        if self.teacher_vocab_size:
+            return bpe_tokenizer([_record_text(r) for r in self.records["train"]], self.teacher_vocab_size, self.cache_dir)
+        return self.tokenizer
+
+    def teacher_data(self) -> LanguageModelDataModule:
+        """The same data in the teacher's tokenization alone (to train or evaluate the teacher by itself)."""
+        if not self.cross_tokenizer:
+            return self
+        data = LanguageModelDataModule(
+            None, tokenizer=self.teacher_tokenizer_path, vocab_size=self.teacher_vocab_size or self.vocab_size,
+            block_size=self.teacher_block_size, batch_size=self.batch_size, num_workers=self.num_workers,
+            val_fraction=self.fractions[0], test_fraction=self.fractions[1], split_seed=self.split_seed,
+            cache_dir=self.cache_dir, labels=self.labels, with_index=self.with_index,
+        )
+        data.files, data.records = dict(self.files), self.records  # the same documents and splits
+        return data
+
+    @property
     def num_classes(self) -> int:
         """The vocabulary size: the number of tokens the models predict."""
         return len(self.tokenizer)
@@ -147,11 +190,30 @@ class LanguageModelDataModule(L.LightningDataModule):
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         made = {}
         for split in SPLITS:
+            if self.cross_tokenizer:
+                made[split] = self._cross_examples(split, int(pad))
+                continue
             examples = self.examples(split)
             if not examples:
                 raise DistillError(f"the {split} split of the language-model data is empty; give more text or {split}_file")
             made[split] = TokenExamples(examples, self.block_size, int(pad), self.labels, self.with_index)
         return made
+
+    def _cross_examples(self, split: str, pad: int) -> CrossTokenExamples:
+        kind = _kind(self.records[split]) if self.records[split] else "text"
+        if kind != "text":
+            raise DistillError(
+                f"a teacher with another tokenizer works on plain-text data only for now, but the records are {kind}; "
+                "give text documents, or the teacher's own tokenizer (drop data.teacher_tokenizer/teacher_vocab_size)"
+            )
+        texts = [_record_text(r) for r in self.records[split]]
+        examples = cross_text_blocks(texts, self.tokenizer, self.teacher_tokenizer, self.block_size, self.teacher_block_size)
+        if not examples:
+            raise DistillError(f"the {split} split of the language-model data is empty; give more text or {split}_file")
+        teacher = self.teacher_tokenizer
+        teacher_pad = teacher.pad_token_id if teacher.pad_token_id is not None else teacher.eos_token_id
+        return CrossTokenExamples(examples, self.block_size, self.teacher_block_size, pad, int(teacher_pad),
+                                  self.labels, self.with_index)
 
     def tokens(self, split: str) -> int:
         """How many tokens of ``split`` carry loss (the first of each block predicts nothing and is not counted)."""

@@ -92,3 +92,9 @@ __all__ += [
     "TokenSkewKL",
     "TokenTVD",
 ]
+
+# token-level terms between models with different tokenizers (at aligned positions)
+from distill.losses.token_exact_match import TokenExactMatchKL  # noqa: E402
+from distill.losses.token_uld import TokenULD  # noqa: E402
+
+__all__ += ["TokenExactMatchKL", "TokenULD"]

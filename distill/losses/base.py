@@ -27,6 +27,8 @@ class StepOutputs:
     index: Tensor | None = None
     student_features: dict[str, Tensor] = field(default_factory=dict)
     teacher_features: dict[str, Tensor] = field(default_factory=dict)
+    #: ``[B, P, 3]`` aligned (student, teacher, exact) positions when the teacher reads another tokenization
+    alignment: Tensor | None = None
 
 
 class LossTerm(nn.Module, metaclass=abc.ABCMeta):

@@ -45,7 +45,7 @@ class LiveTeacher:
         """Nothing to look up ahead: the teacher runs in the step."""
 
     def outputs(self, parts: Batch, device: torch.device, first_batch: bool) -> tuple[Tensor, dict[str, Tensor]]:
-        model = self.as_run
+        model, parts = self.as_run, parts.for_teacher()  # its own tokenization, when the batch carries one
         with torch.no_grad():
             logits = forward_logits_checked(model, parts, "teacher") if first_batch else forward_logits(model, parts)
         features = self.capture.collect() if self.capture else {}

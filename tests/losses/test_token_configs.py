@@ -25,8 +25,22 @@ LM_CONFIGS = {
 }
 
 
+#: across tokenizers: the terms read an alignment (tests/losses/test_token_cross_tokenizer.py computes them)
+CROSS_TOKENIZER_CONFIGS = {
+    "lm_uld": {"uld": losses.TokenULD, "exact": losses.TokenExactMatchKL, "ce": losses.TokenCrossEntropy},
+}
+
+
 def test_every_lm_config_is_listed():
-    assert sorted(p.stem for p in CONF_LOSS.glob("lm_*.yaml")) == sorted(LM_CONFIGS)
+    assert sorted(p.stem for p in CONF_LOSS.glob("lm_*.yaml")) == sorted({**LM_CONFIGS, **CROSS_TOKENIZER_CONFIGS})
+
+
+@pytest.mark.parametrize("name", sorted(CROSS_TOKENIZER_CONFIGS))
+def test_cross_tokenizer_config_builds_its_terms(name):
+    text = (CONF_LOSS / f"{name}.yaml").read_text()
+    assert text.startswith("# ") and any(str(year) in text.splitlines()[0] for year in range(2003, 2027))
+    terms = {key: instantiate(value) for key, value in OmegaConf.load(CONF_LOSS / f"{name}.yaml").items()}
+    assert {key: type(term) for key, term in terms.items()} == CROSS_TOKENIZER_CONFIGS[name]
 
 
 @pytest.mark.parametrize("name", sorted(LM_CONFIGS))

@@ -104,3 +104,13 @@ from distill.losses.functional.token_attention import token_attention_kl  # noqa
 from distill.losses.functional.token_hidden_states import token_hidden_state_mse  # noqa: E402
 
 __all__ += ["token_attention_kl", "token_hidden_state_mse"]
+
+# token losses between models with different tokenizers, at aligned positions
+from distill.losses.functional.token_cross_tokenizer import (  # noqa: E402
+    shared_vocabulary_kl,
+    sorted_probability_distance,
+    token_exact_match_loss,
+    token_uld_loss,
+)
+
+__all__ += ["shared_vocabulary_kl", "sorted_probability_distance", "token_exact_match_loss", "token_uld_loss"]

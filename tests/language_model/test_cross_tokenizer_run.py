@@ -1,0 +1,44 @@
+"""``python -m distill.run experiment=lm loss=lm_uld data.teacher_vocab_size=N``: a teacher with another BPE, end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import TEXTS
+from .test_lm_run import TINY_LM
+
+pytestmark = pytest.mark.slow  # a subprocess that trains a teacher first: ~a minute under load on 2 cores
+
+
+def test_a_teacher_with_a_larger_bpe_is_trained_then_distilled_with_uld(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, text in enumerate(TEXTS * 2):
+        (docs / f"{i}.txt").write_text(f"{text} {text}")
+    result = subprocess.run(
+        [sys.executable, "-m", "distill.run", *TINY_LM, "loss=lm_uld", f"data.train_file={docs}", "data.vocab_size=300",
+         "data.teacher_vocab_size=330", "data.val_fraction=0.2", "data.test_fraction=0.2", "data.batch_size=4",
+         f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["cross_tokenizer"] and summary["teacher"]["vocabulary"] == 330 and summary["student"]["vocabulary"] == 300
+    assert summary["teacher"]["sha256"] == summary["teacher"]["sha256_after"] and summary["teacher"]["origin"] == "trained"
+    assert set(summary["loss"]) == {"uld", "exact", "ce"} and "shared_tokens=" in summary["loss"]["exact"]
+    assert "different tokenizers" in (tmp_path / "run" / "report_lm.md").read_text()
+    assert (tmp_path / "run" / "student_model" / "config.json").is_file()
+    # the teacher's cache key is its own tokenization's: a plain run with that BPE finds the same teacher
+    plain = subprocess.run(
+        [sys.executable, "-m", "distill.run", *TINY_LM, f"data.train_file={docs}", "data.vocab_size=330",
+         "data.val_fraction=0.2", "data.test_fraction=0.2", "data.batch_size=4",
+         f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'plain'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert json.loads((tmp_path / "plain" / "summary.json").read_text())["teacher"]["origin"] == "cache"
