@@ -24,6 +24,7 @@ from torch import nn
 
 from distill.checkpoint_io import AtomicCheckpointIO
 from distill.cli.best_student import best_checkpoint, best_score, load_best_student
+from distill.cli.lm_generation import apply_sequence_kd, on_policy_from_config
 from distill.cli.resume_checks import check_resumed_teacher, resume_checkpoint
 from distill.cli.saved_run import find_run_config, load_run_config
 from distill.cli.teachers import NOT_IN_TEACHER_KEY, model_spec, without
@@ -75,10 +76,12 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
     teacher_model, student_run, note = reconcile_vocabularies(teacher.model, student, datamodule.tokenizer, student_tokenizer)
     if note:
         log.info("%s", note)
+    data_examples = apply_sequence_kd(cfg, datamodule, teacher_model)  # the teacher's completions, generated once
     module = DistillationModule(
         student_run, teacher_model, loss, optimizer=instantiate(cfg.optimizer),
         lr_scheduler=instantiate(cfg.lr_scheduler) if cfg.get("lr_scheduler") else None,
         teacher_source=teacher.source, teacher_dtype=cfg.teacher.get("dtype"),
+        on_policy=on_policy_from_config(cfg, datamodule),
     )
     check_resumed_teacher(resume_from, module)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
@@ -87,6 +90,8 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
     best = best_checkpoint(trainer)
     load_best_student(module, best)
     export_dir = save_language_model(student, student_tokenizer, run_dir / "student_model")
+    if data_examples is not None:  # the baseline trains alone on the data, as without sequence-level KD
+        datamodule.datasets["train"].examples = data_examples
 
     models = {"teacher": (_model_name(cfg.teacher), teacher_model), "student": (_model_name(cfg.student), student_run)}
     if cfg.get("baseline"):
