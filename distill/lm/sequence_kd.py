@@ -81,6 +81,7 @@ class SequenceKD:
                 completions = _read(path, manifest)
                 log.info("Sequence-level KD: %d teacher completions read from %s", len(completions), path)
             else:
+                log.info("Sequence-level KD: the teacher completes %d training prompts, once (cached in %s)", len(prompts), path)
                 completions = self.generate(teacher, prompts, tokenizer, block_size)
                 atomic_torch_save({"manifest": manifest, "completions": completions}, path)
                 log.info("Sequence-level KD: %d teacher completions generated and cached in %s", len(completions), path)
