@@ -2,6 +2,8 @@
 
     python benchmarks/lm_step.py                 # 4 x 256 tokens, vocabulary 8192, 20 timed steps
     python benchmarks/lm_step.py --quick         # a mechanics check in seconds (no meaningful timing)
+    python benchmarks/lm_step.py --on-policy [--quick] [--lmbda 1.0] [--new-tokens 32]
+                                                 # GKD's on-policy step vs the teacher-forced one
 
 Both contenders run the same step: the frozen teacher's forward pass without
 gradients, the student's forward pass, 0.9 · T² · KL(teacher || student) + 0.1 ·
@@ -12,6 +14,12 @@ Steps are interleaved (A, B, A, B, ...) so that machine noise hits both alike;
 the median step time and its ratio are printed, and on a GPU the peak memory of
 each step (``torch.cuda.max_memory_allocated``) and its ratio. One JSON line at
 the end holds every number.
+
+``--on-policy`` compares two ``DistillationModule`` steps with the same JSD(0.5)
+loss instead: teacher-forced on the batch, and on-policy (GKD) with probability
+``--lmbda`` per sample of the student generating ``--new-tokens`` tokens (sampled)
+after the batch's prompt (its first quarter) before both models score it. The
+difference is the cost of generation.
 """
 
 from __future__ import annotations
@@ -42,9 +50,12 @@ class Settings:
     steps: int = 20
     threads: int | None = None
     seed: int = 0
+    lmbda: float = 1.0
+    new_tokens: int = 32
 
 
-QUICK = Settings(batch=2, block=16, vocab=300, teacher_layers=2, student_layers=1, width=32, chunk_size=8, warmup=1, steps=2)
+QUICK = Settings(batch=2, block=16, vocab=300, teacher_layers=2, student_layers=1, width=32, chunk_size=8, warmup=1, steps=2,
+                 new_tokens=4)
 
 
 def gpt2(settings: Settings, layers: int) -> torch.nn.Module:
@@ -82,10 +93,20 @@ def hand_loss(student: torch.nn.Module, teacher: torch.nn.Module, batch: dict[st
 class Contender:
     def __init__(self, name: str, student: torch.nn.Module, teacher: torch.nn.Module, settings: Settings) -> None:
         from distill import DistillationModule
-        from distill.losses import TokenCrossEntropy, TokenKL
+        from distill.losses import TokenCrossEntropy, TokenJSD, TokenKL
 
         self.name, self.student, self.teacher = name, student, teacher
-        if name == "distill":
+        if name in ("teacher-forced", "on-policy"):
+            from distill.lm.generation import GenerationSettings
+            from distill.lm.on_policy import OnPolicy
+
+            generation = GenerationSettings(max_new_tokens=settings.new_tokens, do_sample=True)
+            on_policy = OnPolicy(settings.lmbda, generation, seed=settings.seed, eos_token_id=None, pad_token_id=0)
+            self.module = DistillationModule(
+                student, teacher, {"jsd": TokenJSD(beta=0.5, temperature=TEMPERATURE, chunk_size=settings.chunk_size)},
+                on_policy=on_policy if name == "on-policy" else None)
+            params = [p for p in self.module.parameters() if p.requires_grad]
+        elif name == "distill":
             self.module = DistillationModule(student, teacher, {
                 "kd": TokenKL(temperature=TEMPERATURE, weight=KD_WEIGHT, chunk_size=settings.chunk_size),
                 "ce": TokenCrossEntropy(weight=CE_WEIGHT, chunk_size=settings.chunk_size),
@@ -98,6 +119,7 @@ class Contender:
         self.times: list[float] = []
         self.peaks: list[int] = []
         self.first_loss: float | None = None
+        self.steps = 0
 
     def step(self, batch: dict[str, torch.Tensor], timed: bool) -> None:
         cuda = batch["input_ids"].is_cuda
@@ -106,7 +128,8 @@ class Contender:
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.module.training_step(batch, 0) if self.name == "distill" else hand_loss(self.student, self.teacher, batch)
+        loss = hand_loss(self.student, self.teacher, batch) if self.name == "hand" else self.module.training_step(batch, self.steps)
+        self.steps += 1
         loss.backward()
         self.optimizer.step()
         if cuda:
@@ -119,7 +142,7 @@ class Contender:
                 self.peaks.append(torch.cuda.max_memory_allocated())
 
 
-def run(settings: Settings) -> dict:
+def run(settings: Settings, names: tuple[str, str] = ("distill", "hand")) -> dict:
     import warnings
 
     warnings.filterwarnings("ignore", message=".*self.log.*")
@@ -130,8 +153,8 @@ def run(settings: Settings) -> dict:
     teacher, student = gpt2(settings, settings.teacher_layers), gpt2(settings, settings.student_layers)
     teacher.to(device).eval()
     student.to(device).train()
-    contenders = [Contender("distill", student, teacher, settings),
-                  Contender("hand", copy.deepcopy(student), copy.deepcopy(teacher), settings)]
+    contenders = [Contender(names[0], student, teacher, settings),
+                  Contender(names[1], copy.deepcopy(student), copy.deepcopy(teacher), settings)]
     batch = make_batch(settings, device)
     for i in range(settings.warmup + settings.steps):
         for contender in contenders:
@@ -142,29 +165,32 @@ def run(settings: Settings) -> dict:
                         "max_step_s": max(c.times), "first_loss": c.first_loss,
                         "peak_memory_mb": max(c.peaks) / 2**20 if c.peaks else None}
     result = {"settings": asdict(settings), "device": device, "threads": torch.get_num_threads(), "contenders": rows,
-              "time_ratio": rows["distill"]["median_step_s"] / rows["hand"]["median_step_s"]}
-    if rows["hand"]["peak_memory_mb"]:
-        result["memory_ratio"] = rows["distill"]["peak_memory_mb"] / rows["hand"]["peak_memory_mb"]
+              "time_ratio": rows[names[0]]["median_step_s"] / rows[names[1]]["median_step_s"]}
+    if rows[names[1]]["peak_memory_mb"]:
+        result["memory_ratio"] = rows[names[0]]["peak_memory_mb"] / rows[names[1]]["peak_memory_mb"]
     return result
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny setting: checks the mechanics only")
+    parser.add_argument("--on-policy", action="store_true", help="on-policy (GKD) step vs the teacher-forced step")
     for field, default in asdict(Settings()).items():
-        if field != "chunk_size":
+        if field not in ("chunk_size", "lmbda"):
             parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=None)
+    parser.add_argument("--lmbda", type=float, default=None)
     parser.add_argument("--chunk-size", type=int, default=None)
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else Settings()
-    overrides = {k: v for k, v in vars(args).items() if k != "quick" and v is not None}
+    overrides = {k: v for k, v in vars(args).items() if k not in ("quick", "on_policy") and v is not None}
     settings = Settings(**{**asdict(settings), **overrides})
-    result = run(settings)
+    names = ("on-policy", "teacher-forced") if args.on_policy else ("distill", "hand")
+    result = run(settings, names)
     for name, row in result["contenders"].items():
         memory = f", peak {row['peak_memory_mb']:.0f} MiB" if row["peak_memory_mb"] else ""
-        print(f"{name:8s} median {1000 * row['median_step_s']:.1f} ms/step "
+        print(f"{name:14s} median {1000 * row['median_step_s']:.1f} ms/step "
               f"(min {1000 * row['min_step_s']:.1f}, max {1000 * row['max_step_s']:.1f}){memory}, first loss {row['first_loss']:.6f}")
-    print(f"distill / hand: time {result['time_ratio']:.2f}x" +
+    print(f"{names[0]} / {names[1]}: time {result['time_ratio']:.2f}x" +
           (f", peak memory {result['memory_ratio']:.2f}x" if "memory_ratio" in result else " (memory measured on a GPU only)"))
     print(json.dumps(result))
     return result

@@ -20,6 +20,7 @@ from distill.diagnostics.gradient_norms import GradientNorms
 from distill.errors import DistillError
 from distill.features import FeatureCapture
 from distill.first_batch_checks import check_first_batch
+from distill.lm.on_policy import OnPolicy
 from distill.lm.predictions import is_token_output, next_token_predictions
 from distill.losses.base import LossTerm, StepOutputs
 from distill.models.fingerprint import weights_sha256
@@ -67,6 +68,9 @@ class DistillationModule(L.LightningModule):
         batch_augment: a :class:`~distill.augment.BatchAugment` applied to each training batch
             before either model runs, so the teacher's targets are computed on the student's exact
             view (mixup, cutmix, crops; see :mod:`distill.augment`).
+        on_policy: a :class:`~distill.lm.on_policy.OnPolicy` for causal LMs (GKD): with its probability
+            per sample, a training sample's completion is the student's own, generated before both
+            models score the batch; the teacher-forced step otherwise.
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class DistillationModule(L.LightningModule):
         teacher_outputs: TeacherOutputCache | None = None,
         teacher_dtype: torch.dtype | str | None = None,
         batch_augment: Callable[[Any], Any] | None = None,
+        on_policy: OnPolicy | None = None,
     ) -> None:
         super().__init__()
         check_pair(student, teacher)
@@ -89,6 +94,11 @@ class DistillationModule(L.LightningModule):
             raise DistillError(
                 "teacher.cache=true reads the teacher's outputs on the un-augmented training inputs, but "
                 "batch augmentation gives both models new views every step; set teacher.cache=false or augment=null"
+            )
+        if on_policy is not None and teacher_outputs is not None:
+            raise DistillError(
+                "on-policy distillation has the teacher score the student's own completions, which no teacher-output "
+                "cache holds; set teacher.cache=false"
             )
         self.batch_augment = batch_augment
         if isinstance(teacher, (Mapping, list, tuple)):
@@ -109,6 +119,9 @@ class DistillationModule(L.LightningModule):
         self.log_grad_norms = log_grad_norms
         self.teacher_outputs = teacher_outputs
         self.needs_teacher = any(term.needs_teacher for term in self.loss_terms.values())
+        self.on_policy = on_policy
+        if on_policy is not None:
+            on_policy.check_terms(self.loss_terms)
         terms = list(self.loss_terms.values())
         # hooks are registered once, here, on exactly the layers the terms read
         self._student_capture = _capture(student, [l for t in terms for l in t.student_layers], "student")
@@ -276,6 +289,8 @@ class DistillationModule(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         if self.batch_augment is not None:
             batch = self.batch_augment(batch)
+        if self.on_policy is not None:  # GKD: some samples' completions become the student's own (distill.lm.on_policy)
+            batch = self.on_policy(batch, self.student, self.global_step, self.global_rank)
         outputs = self._run_models(batch, with_teacher=self.needs_teacher, from_cache=True)
         values = self._loss_terms(outputs, skip_unlabeled=False, mixed_labels=_mixes_labels(self.batch_augment))
         total = self._total(values)

@@ -25,6 +25,7 @@ from torch import nn
 
 from distill.checkpoint_io import AtomicCheckpointIO
 from distill.cli.best_student import best_checkpoint, best_score, load_best_student
+from distill.cli.lm_generation import apply_sequence_kd, on_policy_from_config
 from distill.cli.lm_teacher_cache import cached_loss_settings, fill_ahead, lm_teacher_cache_from_config
 from distill.cli.resume_checks import check_resumed_teacher, resume_checkpoint
 from distill.cli.saved_run import find_run_config, load_run_config
@@ -86,11 +87,13 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
     teacher_model, student_run, note = reconcile_vocabularies(teacher.model, student, datamodule.tokenizer, student_tokenizer)
     if note:
         log.info("%s", note)
+    data_examples = apply_sequence_kd(cfg, datamodule, teacher_model)  # the teacher's completions, generated once
     teacher_outputs = lm_teacher_cache_from_config(cfg, datamodule, teacher_model, loss) if cfg.teacher.get("cache") else None
     module = DistillationModule(
         student_run, teacher_model, loss, optimizer=instantiate(cfg.optimizer),
         lr_scheduler=instantiate(cfg.lr_scheduler) if cfg.get("lr_scheduler") else None,
         teacher_source=teacher.source, teacher_dtype=cfg.teacher.get("dtype"), teacher_outputs=teacher_outputs,
+        on_policy=on_policy_from_config(cfg, datamodule),
     )
     check_resumed_teacher(resume_from, module)
     with teacher_outputs or contextlib.nullcontext():
@@ -102,6 +105,8 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
     best = best_checkpoint(trainer)
     load_best_student(module, best)
     export_dir = save_language_model(student, student_tokenizer, run_dir / "student_model")
+    if data_examples is not None:  # the baseline trains alone on the data, as without sequence-level KD
+        datamodule.datasets["train"].examples = data_examples
 
     models = {"teacher": (_model_name(cfg.teacher), teacher_model), "student": (_model_name(cfg.student), student_run)}
     if cfg.get("baseline"):

@@ -23,3 +23,17 @@ def test_quick_run_prints_both_contenders_with_the_same_loss(tmp_path):
     assert data["time_ratio"] == pytest.approx(distill["median_step_s"] / hand["median_step_s"])
     assert data["settings"]["steps"] == 2 and data["threads"] == 1
     assert "distill / hand: time" in result.stdout
+
+
+def test_on_policy_comparison_runs_in_process_and_lambda_zero_is_the_teacher_forced_step(capsys, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lm_step", SCRIPT)
+    lm_step = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "lm_step", lm_step)  # its dataclasses look their module up
+    spec.loader.exec_module(lm_step)
+    data = lm_step.main(["--quick", "--on-policy", "--lmbda", "0", "--steps", "1", "--warmup", "0", "--threads", "1"])
+    on_policy, forced = data["contenders"]["on-policy"], data["contenders"]["teacher-forced"]
+    assert on_policy["first_loss"] == forced["first_loss"]  # λ = 0: exactly the teacher-forced step
+    assert "on-policy / teacher-forced: time" in capsys.readouterr().out
+    assert data["settings"]["lmbda"] == 0.0

