@@ -172,7 +172,7 @@ def fake_image_folder():
 
 TINY_PAIR = [
     "teacher=resnet18", "student=mobilenet_v3_small", "trainer.max_epochs=1", "teacher.train.epochs=1",
-    "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1",
+    "+trainer.limit_train_batches=2", "report.latency=off", "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1",
     "trainer.enable_progress_bar=false",
 ]
 

@@ -66,7 +66,7 @@ def test_experiment_binary_heads_runs_end_to_end(tmp_path):
     env = {**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache")}
     result = subprocess.run(
         [sys.executable, "-m", "distill.run", "experiment=binary_heads", "data.image_size=8",
-         "teacher.train.epochs=1", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+         "teacher.train.epochs=1", "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "report.latency=off",
          "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1", "trainer.enable_progress_bar=false",
          f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,

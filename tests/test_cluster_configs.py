@@ -81,7 +81,7 @@ def test_optuna_runs_two_trials_on_validation_accuracy(tmp_path):
         [
             sys.executable, "-m", "distill.run", "-m", "hparams_search=kd_optuna", "hydra.sweeper.n_trials=2",
             "teacher=resnet18", "student=mobilenet_v3_small", "data.image_size=8", "trainer.max_epochs=1",
-            "teacher.train.epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=2",
+            "teacher.train.epochs=1", "+trainer.limit_train_batches=2", "report.latency=off", "+trainer.limit_val_batches=2",
             "+trainer.limit_test_batches=1", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep_dir}",
         ],
         env={**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache")}, capture_output=True, text=True, timeout=900,

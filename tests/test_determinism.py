@@ -11,7 +11,7 @@ import torch
 
 TINY = [
     "teacher=resnet18", "student=mobilenet_v3_small", "data.image_size=8", "trainer.max_epochs=2",
-    "teacher.train.epochs=1", "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=1",
+    "teacher.train.epochs=1", "+trainer.limit_train_batches=3", "report.latency=off", "+trainer.limit_val_batches=1",
     "trainer.enable_progress_bar=false", "seed=3",
 ]
 

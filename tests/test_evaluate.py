@@ -214,7 +214,7 @@ def binary_heads_run(tmp_path_factory):
     members = [f"teacher.members.{m}.name=resnet8" for m in ("one_vs_zero", "two_vs_zero", "three_vs_zero", "four_vs_zero")]
     made = subprocess.run(
         [sys.executable, "-m", "distill.run", "experiment=binary_heads", "student=resnet8", *members,
-         "data.image_size=8", "trainer.max_epochs=1", "teacher.train.epochs=1", "+trainer.limit_train_batches=2",
+         "data.image_size=8", "trainer.max_epochs=1", "teacher.train.epochs=1", "+trainer.limit_train_batches=2", "report.latency=off",
          "+trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", f"hydra.run.dir={root / 'run'}"],
         cwd=root, env={**os.environ, "DISTILL_CACHE_DIR": str(root / "cache")}, capture_output=True, text=True,
         timeout=600, check=False,

@@ -13,7 +13,7 @@ from distill.install_hint import install_command
 
 TINY = [
     "teacher=resnet18", "student=mobilenet_v3_small", "data.image_size=8", "trainer.max_epochs=1",
-    "teacher.train.epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+    "teacher.train.epochs=1", "+trainer.limit_train_batches=2", "report.latency=off", "+trainer.limit_val_batches=1",
     "+trainer.limit_test_batches=1", "trainer.enable_progress_bar=false",
 ]
 #: logger option -> (the package it needs, a file or folder it writes in the run directory)

@@ -14,7 +14,7 @@ import torch
 
 TINY = [
     "teacher=resnet18", "student=mobilenet_v3_small", "data.image_size=8", "teacher.train.epochs=1",
-    "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1",
+    "+trainer.limit_train_batches=2", "report.latency=off", "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1",
     "trainer.enable_progress_bar=false",
 ]
 

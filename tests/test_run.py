@@ -24,7 +24,7 @@ TINY = [
     "data.image_size=8",
     "trainer.max_epochs=1",
     "teacher.train.epochs=1",
-    "+trainer.limit_train_batches=2",
+    "+trainer.limit_train_batches=2", "report.latency=off",
     "+trainer.limit_val_batches=1",
     "+trainer.limit_test_batches=1",
     "trainer.enable_progress_bar=false",

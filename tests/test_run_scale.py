@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 TINY = [
     "teacher=resnet18", "data.image_size=8", "trainer.max_epochs=1", "teacher.train.epochs=1",
-    "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "trainer.enable_progress_bar=false",
+    "+trainer.limit_train_batches=2", "report.latency=off", "+trainer.limit_val_batches=1", "trainer.enable_progress_bar=false",
 ]
 #: FitNet on layer2 so that the cache holds teacher features as well as logits
 FEATURES = ["student=resnet18", "loss=fitnet", "+loss.kd={_target_: distill.losses.KD, temperature: 4}"]

@@ -66,7 +66,7 @@ def test_cli_trains_without_labels_from_an_ensemble_of_given_teachers(tmp_path):
          "loss=kd_pseudo_label", "data.labels=false", "data.image_size=8",
          (f"+teacher.members={{a: {{name: resnet18, checkpoint: {tmp_path / 'a.pt'}}}, "
           f"b: {{name: resnet18, checkpoint: {tmp_path / 'b.pt'}}}}}"),
-         "teacher.member_weights=[3,1]", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+         "teacher.member_weights=[3,1]", "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "report.latency=off",
          "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1", "trainer.enable_progress_bar=false",
          f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,

@@ -70,7 +70,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_cifar_pair_runs_on_digits_through_the_cli(tmp_path):
     result = run_cli(
         "teacher=resnet20", "student=resnet8", "data.image_size=16", "trainer.max_epochs=1",
-        "teacher.train.epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+        "teacher.train.epochs=1", "+trainer.limit_train_batches=2", "report.latency=off", "+trainer.limit_val_batches=1",
         "+trainer.limit_test_batches=1", "trainer.enable_progress_bar=false", "logger=csv",
         f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}",
         cwd=tmp_path,
