@@ -20,6 +20,7 @@ from distill.diagnostics.gradient_norms import GradientNorms
 from distill.errors import DistillError
 from distill.features import FeatureCapture
 from distill.first_batch_checks import check_first_batch
+from distill.lm.ddp_token_normalizer import set_token_normalizer
 from distill.lm.on_policy import OnPolicy
 from distill.lm.predictions import is_token_output, next_token_predictions
 from distill.losses.base import LossTerm, StepOutputs
@@ -292,6 +293,7 @@ class DistillationModule(L.LightningModule):
         if self.on_policy is not None:  # GKD: some samples' completions become the student's own (distill.lm.on_policy)
             batch = self.on_policy(batch, self.student, self.global_step, self.global_rank)
         outputs = self._run_models(batch, with_teacher=self.needs_teacher, from_cache=True)
+        set_token_normalizer(outputs, self.loss_terms, self._trainer)  # DDP: one per-token mean over all processes
         values = self._loss_terms(outputs, skip_unlabeled=False, mixed_labels=_mixes_labels(self.batch_augment))
         total = self._total(values)
         # on an accelerator the check reads back to the host only at logging steps (see NonFiniteLossGuard)
@@ -309,6 +311,8 @@ class DistillationModule(L.LightningModule):
         # epoch-end metrics) alone
         if self._is_logging_step():
             self._non_finite.raise_if_seen()
+            # under DDP a token term's value is this rank's summed loss / (global loss tokens / world size):
+            # rank 0's share, whose mean over the ranks is the global per-token mean (one process: its own mean)
             for name, value in values.items():
                 self.log(f"train/loss/{name}", value, prog_bar=len(values) > 1, batch_size=batch_size)
         return total

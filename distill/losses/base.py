@@ -29,6 +29,9 @@ class StepOutputs:
     teacher_features: dict[str, Tensor] = field(default_factory=dict)
     #: ``[B, P, 3]`` aligned (student, teacher, exact) positions when the teacher reads another tokenization
     alignment: Tensor | None = None
+    #: what the token terms divide their summed loss by, when set (the global batch's per-token mean under DDP,
+    #: see :mod:`distill.lm.ddp_token_normalizer`); ``None``: each term's own number of loss tokens
+    token_normalizer: float | Tensor | None = None
 
 
 class LossTerm(nn.Module, metaclass=abc.ABCMeta):
