@@ -42,6 +42,7 @@ print(json.dumps([type(env).__name__, env.global_rank(), env.world_size(), env.m
 """
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_lightning_takes_ranks_from_slurm(tmp_path):
     # in a process of its own: a Trainer built as rank 1 sets Lightning's process-wide rank, which
     # would silence rank-zero logging (and upset DDP runs) in the rest of the test session

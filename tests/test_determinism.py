@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -16,6 +18,7 @@ TINY = [
 ]
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_two_runs_with_one_seed_are_identical(tmp_path):
     env = {**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache")}
     summaries, weights = [], []

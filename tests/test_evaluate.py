@@ -57,6 +57,7 @@ def assert_same_numbers(row, expected):
         assert row[key] == pytest.approx(expected[key]), key
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_cli_measures_the_run_and_the_per_sample_means_are_the_terms_values(tiny_run, tmp_path):
     result = run_cli(f"checkpoint={tiny_run.best}", "per_sample=true", f"hydra.run.dir={tmp_path / 'job'}",
                      cwd=tmp_path, cache=tiny_run.cache, latency="full")
@@ -89,6 +90,7 @@ def test_cli_measures_the_run_and_the_per_sample_means_are_the_terms_values(tiny
         assert written["losses"][name] == pytest.approx(expected, rel=1e-4, abs=1e-7), name
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_cli_error_is_one_clear_line(tiny_run, tmp_path):
     loose = tmp_path / "loose" / "student.pt"
     loose.parent.mkdir()
@@ -173,6 +175,7 @@ def test_train_teacher_trains_the_runs_teacher_again_when_the_cache_lacks_it(tin
     assert result["model"]["agreement"] is not None
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_a_run_with_several_teachers_is_evaluated_against_its_ensemble(tmp_path, tiny_overrides):
     from torchvision import models
 
@@ -223,6 +226,7 @@ def binary_heads_run(tmp_path_factory):
     return SimpleNamespace(dir=root / "run", cache=root / "cache", report=json.loads((root / "run" / "report.json").read_text()))
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_evaluate_agrees_with_the_runs_own_report_on_a_normal_and_a_yes_no_heads_run(tiny_run, binary_heads_run, tmp_path):
     for name, run in (("normal", tiny_run), ("binary_heads", binary_heads_run)):
         result = run_cli(f"checkpoint={run.dir / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={tmp_path / name}",

@@ -55,6 +55,7 @@ def max_difference(run, tiny_run, batch=None):
         return (run(x) - tiny_run.student(x)).abs().max().item()
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_cli_onnx_matches_the_student_or_says_how_to_install(tiny_run, tmp_path):
     out = tmp_path / "student.onnx"
     result = run_cli(f"checkpoint={tiny_run.best}", "format=onnx", f"out={out}", f"hydra.run.dir={tmp_path / 'job'}",
@@ -75,6 +76,7 @@ def test_cli_onnx_matches_the_student_or_says_how_to_install(tiny_run, tmp_path)
         assert not out.exists()
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_cli_error_is_one_clear_line(tmp_path):
     result = run_cli(f"checkpoint={tmp_path / 'missing.ckpt'}", f"hydra.run.dir={tmp_path / 'job'}", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -16,6 +16,7 @@ from distill.layers import layer_shapes, main, parse_args
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_cli_lists_layers_and_reports_unknown_models():
     # both runs at once: each pays for importing torch and torchvision
     ok = subprocess.Popen(

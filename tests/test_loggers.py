@@ -24,6 +24,7 @@ LOGGERS = {
 }
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 @pytest.mark.parametrize("name", sorted(LOGGERS))
 def test_optional_logger(name, tmp_path):
     package, written = LOGGERS[name]

@@ -38,6 +38,7 @@ def test_every_command_has_help_with_examples(command):
     assert f"  distill {command}" in made.stdout.split("examples:")[1]
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_listings_name_every_option():
     losses, data = distill_command("losses"), distill_command("data")
     for stem in (p.stem for p in (CONF / "loss").glob("*.yaml")):
@@ -61,6 +62,7 @@ def test_run_forwards_to_the_run_module_with_its_exit_code(tmp_path):
     assert made.stderr.strip().splitlines()[-1] == "error: unknown key 'temprature' in loss.kd; did you mean 'temperature'?"
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_layers_forwards_to_the_layers_module():
     made = distill_command("layers", "model=resnet8", "image_size=8")
     assert made.returncode == 0, made.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_wheel_ships_code_and_configs_and_the_cli_runs_from_it(tmp_path):
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(REPO), "-w", str(tmp_path)],
@@ -42,6 +45,7 @@ def test_wheel_ships_code_and_configs_and_the_cli_runs_from_it(tmp_path):
     assert probe.stdout.strip() == str(installed / "distill" / "conf")
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_importing_the_package_does_not_import_hydra():
     code = "import sys, distill, distill.losses, distill.data, distill.models; print('hydra' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

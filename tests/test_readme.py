@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import re
@@ -21,6 +23,7 @@ def python_blocks(section: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text[start:end], re.S)
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_import_example_runs_as_written(tmp_path):
     (example,) = python_blocks("Use it from Python")
     assert "from distill import DistillationModule" in example
@@ -32,6 +35,7 @@ def test_import_example_runs_as_written(tmp_path):
     assert "max_epochs=1` reached" in result.stderr + result.stdout
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_own_data_example_runs_as_written(tmp_path, tiny_cli):
     (module,) = python_blocks("Choosing teacher, student, loss and data")
     (tmp_path / "my_data.py").write_text(module)

@@ -29,6 +29,7 @@ def epochs_logged(metrics_csv):
     return [r["epoch"] for r in csv.DictReader(open(metrics_csv)) if r.get("val/acc")]
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_resume_continues_from_last_checkpoint_and_keeps_the_first_logs(tmp_path):
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
     first = run_cli("trainer.max_epochs=2", f"hydra.run.dir={run_dir}", cache=cache)
@@ -43,12 +44,14 @@ def test_resume_continues_from_last_checkpoint_and_keeps_the_first_logs(tmp_path
     assert epochs_logged(run_dir / "logs" / "resumed-1" / "metrics.csv") == ["2"]
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     result = run_cli("resume=true", f"hydra.run.dir={tmp_path / 'fresh'}", cache=tmp_path / "cache")
     assert result.returncode == 2
     assert "resume=true but" in result.stderr and "last.ckpt does not exist" in result.stderr
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_resume_against_another_teacher_is_refused(tmp_path):
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
     assert run_cli("trainer.max_epochs=1", f"hydra.run.dir={run_dir}", cache=cache).returncode == 0
@@ -100,6 +103,7 @@ def _resume_and_compare(run_dir, env, reference):
         assert torch.equal(final["state_dict"][key], value), key
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(uninterrupted, tmp_path):
     """SIGKILL in the middle of an epoch, resume=true: the final student equals an uninterrupted run's."""
     _, env, reference = uninterrupted

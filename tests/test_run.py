@@ -91,12 +91,14 @@ def test_every_loss_config_instantiates(option):
     assert terms and all(isinstance(t, LossTerm) for t in terms.values())
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_print_composed_config(tmp_path):
     result = run_cli("--cfg", "job", "trainer.max_epochs=3", cache=tmp_path / "cache", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "max_epochs: 3" in result.stdout and "name: resnet50" in result.stdout
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_sweep_trains_the_teacher_once_and_writes_each_job(tmp_path):
     cache = tmp_path / "cache"
     sweep_dir = tmp_path / "sweep"
@@ -169,17 +171,17 @@ def test_sweep_trains_the_teacher_once_and_writes_each_job(tmp_path):
     assert "train/grad_norm/kd" in header and "train/grad_norm/ce" in header
 
 
-@pytest.mark.parametrize(
+@pytest.mark.parametrize(  # one case by default, the others in the slow suite (a command line each)
     "args, message",
     [
         (["teacher=resnt50"], "unknown teacher 'resnt50' (did you mean resnet50"),
-        (["teacher.name=resnet5"], "unknown model 'resnet5' (did you mean resnet56, resnet50"),
-        (["loss=kdd"], "unknown loss 'kdd' (did you mean kd"),
-        (["student.name=mobilenet_v9"], "unknown model 'mobilenet_v9'"),
-        (["loss.kd.temperature=0"], "temperature must be a finite number > 0, got 0.0"),
-        (["loss.ce.weight=-1"], "weight must be a finite number >= 0, got -1.0"),
-        (["teacher.checkpoint=/no/such/teacher.pt"], "checkpoint not found: /no/such/teacher.pt"),
-        (["data.batch_size=0"], "data.batch_size must be a whole number >= 1, got 0"),
+        pytest.param(["teacher.name=resnet5"], "unknown model 'resnet5' (did you mean resnet56, resnet50", marks=pytest.mark.slow),
+        pytest.param(["loss=kdd"], "unknown loss 'kdd' (did you mean kd", marks=pytest.mark.slow),
+        pytest.param(["student.name=mobilenet_v9"], "unknown model 'mobilenet_v9'", marks=pytest.mark.slow),
+        pytest.param(["loss.kd.temperature=0"], "temperature must be a finite number > 0, got 0.0", marks=pytest.mark.slow),
+        pytest.param(["loss.ce.weight=-1"], "weight must be a finite number >= 0, got -1.0", marks=pytest.mark.slow),
+        pytest.param(["teacher.checkpoint=/no/such/teacher.pt"], "checkpoint not found: /no/such/teacher.pt", marks=pytest.mark.slow),
+        pytest.param(["data.batch_size=0"], "data.batch_size must be a whole number >= 1, got 0", marks=pytest.mark.slow),
     ],
 )
 def test_user_errors_are_one_clear_line(tmp_path, args, message):

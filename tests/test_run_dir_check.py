@@ -47,6 +47,7 @@ def test_an_unwritable_run_dir_is_one_line(tmp_path):
         check_run_dirs([f"hydra.run.dir={blocker}/run"])
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_the_command_line_refuses_an_empty_run_dir_before_writing_anything(tmp_path):
     earlier = {"summary.json": "earlier", "student.pt": "earlier weights"}
     for name, text in earlier.items():

@@ -54,6 +54,7 @@ def test_student_config_builds_from_the_teachers_directory():
     assert model_spec(cfg.teacher).options["path"] == "/models/bert"
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_text_run_then_evaluate_and_export(tmp_path, tiny_bert, sentiment_files):
     # a teacher whose head has 3 labels, mapped onto the data's 2 (neg, pos), fine-tuned first and cached;
     # a narrower, shallower student built from the teacher's config; FitNet between named BERT layers
@@ -95,6 +96,7 @@ def test_text_run_then_evaluate_and_export(tmp_path, tiny_bert, sentiment_files)
     assert not (tmp_path / "student.ts").exists()
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_text_run_without_teacher_path_is_one_line(tmp_path, tiny_bert, sentiment_files):
     # (a hub name instead of a directory: tests/models/test_huggingface.py)
     result = cli(

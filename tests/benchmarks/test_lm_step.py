@@ -12,6 +12,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "lm_step.py"
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_quick_run_prints_both_contenders_with_the_same_loss(tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--threads", "1"], capture_output=True, text=True,
                             timeout=600, cwd=tmp_path)

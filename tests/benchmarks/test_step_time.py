@@ -137,6 +137,7 @@ def test_summary_and_ratios_against_hand_computed_values():
     "name",
     ["hand", "student_only", "distill", "distill_cached", "distill_channels_last", "distill_bf16", "minimal_lightning"],
 )
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_contender_runs_the_timed_steps(name, tmp_path):
     prepare_cache(TINY, str(tmp_path))
     result = run_contender(name, TINY, str(tmp_path))
@@ -219,6 +220,7 @@ def test_compile_contender_runs(tmp_path):
     assert len(result["step_seconds"]) == TINY.steps
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_cli_runs_contenders_in_subprocesses_and_writes_json(tmp_path):
     out = tmp_path / "result.json"
     command = [

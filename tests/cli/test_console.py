@@ -42,6 +42,7 @@ def test_a_default_run_is_quiet_and_says_each_phase(tiny_run_files):
     ]
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_an_error_during_training_is_the_last_line_and_alone(tiny_run_files, tiny_overrides, tmp_path):
     # the cached teacher is reused; the student's learning rate makes its loss non-finite inside Trainer.fit
     made = subprocess.run(

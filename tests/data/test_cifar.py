@@ -181,6 +181,7 @@ def test_configs_compose():
             assert default_root == os.environ.get("DISTILL_DATA_DIR", "~/.cache/distill/data")
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_real_run_on_fake_cifar10(tmp_path, fake_cifar, tiny_cli):
     fake_cifar(tmp_path / "data", "cifar10")
     result = tiny_cli(

@@ -93,6 +93,7 @@ def test_bad_settings_are_clear_errors(kwargs, message):
         DigitsDataModule(**kwargs)
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_importing_the_data_package_leaves_scikit_learn_out():
     # scikit-learn costs ~80 MB of memory; only the digits data module needs it, when it loads
     code = "import sys, distill.data; print('sklearn' in sys.modules)"

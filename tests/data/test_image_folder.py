@@ -121,6 +121,7 @@ def test_config_composes():
     assert (cfg.data.image_size, cfg.data.eval_resize, cfg.data.augment, cfg.data.labels, cfg.data.with_index) == (224, None, True, True, False)
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_real_run_on_a_tiny_image_folder(tmp_path, fake_image_folder, tiny_cli):
     fake_image_folder(tmp_path / "images")
     result = tiny_cli(

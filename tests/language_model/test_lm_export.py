@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import sys
@@ -25,6 +27,7 @@ print(json.dumps({"ids": ids[0].tolist(), "generated": out[0].tolist(), "logits"
 """
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_exported_student_generates_in_a_fresh_process(tmp_path, make_gpt2, tiny_tokenizer_dir):
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
     torch.manual_seed(0)

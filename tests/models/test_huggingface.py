@@ -25,6 +25,7 @@ def logits_of(model, ids=IDS):
     return output if isinstance(output, torch.Tensor) else output.logits
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_import_does_not_load_transformers():
     code = "import sys, distill, distill.models, distill.models.huggingface; print('transformers' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -67,6 +67,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_cifar_pair_runs_on_digits_through_the_cli(tmp_path):
     result = run_cli(
         "teacher=resnet20", "student=resnet8", "data.image_size=16", "trainer.max_epochs=1",
@@ -82,6 +83,7 @@ def test_cifar_pair_runs_on_digits_through_the_cli(tmp_path):
     assert summary["student"]["parameters"] == sum(p.numel() for p in build_model("resnet8", 10).parameters())
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_prefixed_timm_name_reaches_the_config_from_the_cli(tmp_path):
     pytest.importorskip("timm")
     result = run_cli("student=timm:test_resnet", "--cfg", "job", cwd=tmp_path)
@@ -89,6 +91,7 @@ def test_prefixed_timm_name_reaches_the_config_from_the_cli(tmp_path):
     assert "name: timm:test_resnet" in result.stdout
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_unknown_timm_name_is_one_error_line(tmp_path):
     pytest.importorskip("timm")
     tiny = ["teacher=resnet8", "data.image_size=8", "teacher.train.epochs=1", "+trainer.limit_train_batches=1",

@@ -143,6 +143,7 @@ def _build_in_process(root, counter_path, barrier):
         handle.write(f"{teacher.seen}\n")
 
 
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_two_processes_build_the_cache_once(tmp_path):
     context = mp.get_context("spawn")
     barrier = context.Barrier(2)
