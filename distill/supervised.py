@@ -63,9 +63,20 @@ class SupervisedModule(L.LightningModule):
         self._checked = True
         return logits, parts.labels
 
+    def task_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """The training loss: cross-entropy, or binary cross-entropy over the known yes/no targets."""
+        return _task_loss(logits, labels)
+
+    def correct(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """1.0 per right prediction, 0.0 per wrong one, over the labelled entries."""
+        if labels.is_floating_point():  # yes/no targets: a known entry is right when its logit has the right sign
+            known = labels != MISSING_TARGET
+            return ((logits[known] > 0) == (labels[known] > 0.5)).float()
+        return (logits.argmax(1) == labels).float()
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         logits, labels = self._logits_and_labels(batch)
-        loss = _task_loss(logits, labels)
+        loss = self.task_loss(logits, labels)
         if not loss.isfinite():
             raise DistillError(
                 f"the training loss became non-finite at step {self.global_step} "
@@ -76,13 +87,9 @@ class SupervisedModule(L.LightningModule):
 
     def _evaluate(self, batch: Any, metric: MeanMetric, stage: str) -> None:
         logits, labels = self._logits_and_labels(batch)
-        if labels.is_floating_point():  # yes/no targets: a known entry is right when its logit has the right sign
-            known = labels != MISSING_TARGET
-            metric.update(((logits[known] > 0) == (labels[known] > 0.5)).float())
-        else:
-            metric.update((logits.argmax(1) == labels).float())
+        metric.update(self.correct(logits, labels))
         self.log(f"{stage}/acc", metric, prog_bar=True, batch_size=len(labels))
-        self.log(f"{stage}/loss", _task_loss(logits, labels), batch_size=len(labels))
+        self.log(f"{stage}/loss", self.task_loss(logits, labels), batch_size=len(labels))
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, self.val_acc, "val")

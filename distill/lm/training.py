@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import torch.nn.functional as F
-from torch import Tensor, nn
-from torchmetrics import MeanMetric
+from torch import Tensor
 
 from distill.batch import forward_logits, split_batch
 from distill.errors import DistillError
 from distill.lm.tokens import next_token_targets, shift_logits
-from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
+from distill.supervised import SupervisedModule
 
 
 def next_token_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
@@ -21,17 +19,8 @@ def next_token_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(shift_logits(logits)[mask].float(), targets[mask])
 
 
-class CausalLMTraining(L.LightningModule):
-    """Trains ``model`` on the batches' ``labels`` (``-100``: no loss); logs loss, token accuracy, perplexity."""
-
-    def __init__(self, model: nn.Module, optimizer: OptimizerFactory | None = None,
-                 lr_scheduler: SchedulerFactory | None = None) -> None:
-        super().__init__()
-        self.model, self.optimizer_factory, self.lr_scheduler_factory = model, optimizer, lr_scheduler
-        self.val_acc, self.test_acc = MeanMetric(), MeanMetric()
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.model(*args, **kwargs)
+class CausalLMTraining(SupervisedModule):
+    """Trains ``model`` on the batches' ``labels`` (``-100``: no loss); logs loss and next-token accuracy."""
 
     def _logits_and_labels(self, batch: Any) -> tuple[Tensor, Tensor]:
         parts = split_batch(batch)
@@ -39,26 +28,9 @@ class CausalLMTraining(L.LightningModule):
             raise DistillError("training a language model without a teacher needs labels, but the batch has none")
         return forward_logits(self.model, parts), parts.labels
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        logits, labels = self._logits_and_labels(batch)
-        loss = next_token_cross_entropy(logits, labels)
-        if not loss.isfinite():
-            raise DistillError(f"the training loss became non-finite at step {self.global_step}; lower the learning rate")
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
-        return loss
+    def task_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return next_token_cross_entropy(logits, labels)
 
-    def _evaluate(self, batch: Any, metric: MeanMetric, stage: str) -> None:
-        logits, labels = self._logits_and_labels(batch)
+    def correct(self, logits: Tensor, labels: Tensor) -> Tensor:
         targets, mask = next_token_targets(labels)
-        metric.update((shift_logits(logits).argmax(-1)[mask] == targets[mask]).float())
-        self.log(f"{stage}/acc", metric, prog_bar=True, batch_size=len(labels))
-        self.log(f"{stage}/loss", next_token_cross_entropy(logits, labels), batch_size=len(labels))
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluate(batch, self.val_acc, "val")
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_acc, "test")
-
-    def configure_optimizers(self) -> Any:
-        return configure_optimizers(self, self.optimizer_factory, self.lr_scheduler_factory)
+        return (shift_logits(logits).argmax(-1)[mask] == targets[mask]).float()
