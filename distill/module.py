@@ -19,17 +19,17 @@ from distill.batch import forward_logits, forward_logits_checked, split_batch
 from distill.diagnostics.gradient_norms import GradientNorms
 from distill.errors import DistillError
 from distill.features import FeatureCapture
-from distill.first_batch_checks import check_first_batch
+from distill.checks.first_batch import check_first_batch
 from distill.lm.ddp_token_normalizer import set_token_normalizer
 from distill.lm.on_policy import OnPolicy
 from distill.lm.predictions import is_token_output, next_token_predictions
 from distill.losses.base import LossTerm, StepOutputs
 from distill.models.fingerprint import weights_sha256
 from distill.models.gradient_checkpointing import disable_gradient_checkpointing
-from distill.non_finite import NonFiniteLossGuard
+from distill.checks.non_finite import NonFiniteLossGuard
 from distill.partial_labels import outputs_for_term
 from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
-from distill.pair_checks import check_pair, check_teacher_outputs_finite
+from distill.checks.model_pair import check_pair, check_teacher_outputs_finite
 from distill.rng import rng_states, set_rng_states
 from distill.teachers.ensemble import TeacherEnsemble
 from distill.teachers.live_teacher import LiveTeacher, TeacherOnBatch

@@ -494,7 +494,7 @@ def test_terms_are_also_logged_on_the_epochs_last_step(make_cnn, fast_trainer, d
 
 
 def test_non_finite_loss_under_a_trainer_with_a_deferred_check(make_cnn, fast_trainer, data):
-    from distill.non_finite import NonFiniteLossGuard
+    from distill.checks.non_finite import NonFiniteLossGuard
 
     module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD(), "ce": CrossEntropy()})
     module._non_finite = NonFiniteLossGuard(defer=True)  # as on an accelerator

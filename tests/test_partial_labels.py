@@ -104,7 +104,7 @@ def test_the_teacher_output_cache_and_batch_augmentation_are_refused_together():
 
 
 def test_labels_minus_100_pass_the_first_batch_label_check_and_a_real_bad_label_still_fails():
-    from distill.first_batch_checks import check_first_batch
+    from distill.checks.first_batch import check_first_batch
 
     m, _, _ = module()
     check_first_batch(StepOutputs(student=torch.randn(2, 3), labels=torch.tensor([-100, 2])), m.loss_terms, 1)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from distill.errors import DistillError
-from distill.first_batch_checks import check_first_batch, looks_like_probabilities
+from distill.checks.first_batch import check_first_batch, looks_like_probabilities
 from distill.losses import KD, CrossEntropy
 from distill.losses.base import StepOutputs
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from distill import DistillError
-from distill.non_finite import NonFiniteLossGuard
+from distill.checks.non_finite import NonFiniteLossGuard
 
 NAN, INF = float("nan"), float("inf")
 

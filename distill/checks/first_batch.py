@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from distill.errors import DistillError
-from distill.pair_checks import check_labels
+from distill.checks.model_pair import check_labels
 from distill.partial_labels import IGNORE_INDEX
 from distill.lm.predictions import is_token_output
 from distill.losses.base import LossTerm, StepOutputs
