@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from distill.cli.error_policy import fail
 from distill.errors import DistillError
 from distill.features import _first_tensor
 
@@ -127,8 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         models, settings = parse_args(argv)
         listings = [describe(role, name, settings) for role, name in models]
     except DistillError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        fail(error)  # the commands' one error policy: one line on stderr, exit 2
     print("\n\n".join(listings))
     return 0
 

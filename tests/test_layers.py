@@ -65,7 +65,9 @@ def test_main_prints_teacher_and_student_at_the_data_size(capsys):
     ],
 )
 def test_bad_arguments_exit_2_with_one_error_line(argv, message, capsys):
-    assert main(argv) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("error: ") and message in captured.err and captured.err.count("\n") == 1
