@@ -92,3 +92,16 @@ def pairs_file(tmp_path_factory):
     tokenizer = bpe_tokenizer([r["prompt"] + r["completion"] for r in PAIRS] * 5, 300, folder / "cache")
     tokenizer.save_pretrained(str(folder / "tokenizer"))
     return folder
+
+
+def greedy(model, prompt, steps, eos=EOS):
+    """An independent greedy decoder: the argmax of a full forward pass, token by token, stopping after EOS."""
+    import torch
+
+    tokens = list(prompt)
+    with torch.no_grad():
+        for _ in range(steps):
+            tokens.append(int(model(torch.tensor([tokens])).logits[0, -1].argmax()))
+            if tokens[-1] == eos:
+                break
+    return tokens[len(prompt):]

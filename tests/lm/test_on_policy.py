@@ -16,23 +16,12 @@ from distill.lm.generation import GenerationSettings
 from distill.lm.on_policy import OnPolicy
 from distill.losses import TokenCrossEntropy, TokenJSD, TokenKL
 from distill.models.fingerprint import weights_sha256
-from tests.lm.conftest import EOS, PAD, prompt_completion_batch
+from tests.lm.conftest import EOS, PAD, greedy, prompt_completion_batch
 
 
 def on_policy(lmbda, **generation):
     settings = GenerationSettings(**{"max_new_tokens": 5, **generation})
     return OnPolicy(lmbda=lmbda, generation=settings, seed=3, eos_token_id=EOS, pad_token_id=PAD)
-
-
-def greedy(model, prompt, steps, eos=EOS):
-    """An independent greedy decoder: the argmax of a full forward pass, token by token, stopping after EOS."""
-    tokens = list(prompt)
-    with torch.no_grad():
-        for _ in range(steps):
-            tokens.append(int(model(torch.tensor([tokens])).logits[0, -1].argmax()))
-            if tokens[-1] == eos:
-                break
-    return tokens[len(prompt):]
 
 
 def test_lambda_zero_is_exactly_the_teacher_forced_step_and_never_generates(gpt2_pair):

@@ -13,6 +13,7 @@ from distill.errors import DistillError
 from distill.lm.generation import GenerationSettings
 from distill.lm.sequence_kd import SequenceKD
 from distill.losses import TokenCrossEntropy
+from tests.lm.conftest import greedy
 from tests.lm.conftest import tiny_gpt2
 
 
@@ -32,16 +33,6 @@ def counting(model):
 
     model.generate = generate
     return calls
-
-
-def greedy(model, prompt, steps, eos):
-    tokens = list(prompt)
-    with torch.no_grad():
-        for _ in range(steps):
-            tokens.append(int(model(torch.tensor([tokens])).logits[0, -1].argmax()))
-            if tokens[-1] == eos:
-                break
-    return tokens[len(prompt):]
 
 
 def seq_kd(**generation):
