@@ -18,12 +18,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from hydra.types import RunMode
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf.errors import MissingMandatoryValue
-
 from distill.errors import DistillError
 from distill.io import atomic_write_text
 
@@ -48,6 +42,8 @@ def fail(error: BaseException) -> NoReturn:
 
 def user_error(error: BaseException) -> DistillError | None:
     """The :class:`DistillError` behind ``error`` (Hydra wraps those it meets while instantiating), else None."""
+    from hydra.errors import InstantiationException
+
     cause = error if isinstance(error, DistillError) else error.__cause__
     if isinstance(error, (DistillError, InstantiationException)) and isinstance(cause, DistillError):
         return cause
@@ -56,6 +52,13 @@ def user_error(error: BaseException) -> DistillError | None:
 
 def guarded(job: Callable[[], T], failed_in_sweep: Any = None) -> T | Any:
     """Run a command's job under the error policy; in a sweep a failed job returns ``failed_in_sweep``."""
+    # imported here, not at the top: ``fail`` serves commands that never load Hydra or Lightning
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import InstantiationException
+    from hydra.types import RunMode
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+    from omegaconf.errors import MissingMandatoryValue
+
     try:
         return job()
     except SIGTERMException:
