@@ -1,4 +1,4 @@
-"""Export a saved student: ``python -m distill.export checkpoint=PATH format=torchscript|onnx|state_dict [out=FILE]``.
+"""Export a saved student: ``python -m distill.export checkpoint=PATH format=torchscript|onnx|state_dict|huggingface [out=FILE]``.
 
 Writes the student alone (no teacher, no adapters), loads the file back and
 checks on a batch of test data that it computes what the PyTorch student
@@ -8,7 +8,10 @@ state_dict, 1e-4 for ONNX; ``tolerance=`` to change it), else the job fails
 and writes nothing. The model and the input size are read from the run's
 ``.hydra/config.yaml`` next to the checkpoint (``model=``, ``image_size=``,
 ``channels=``, ``num_classes=`` override them). ONNX needs
-``pip install 'distill[export]'``. See ``conf/export.yaml`` for every setting.
+``pip install 'distill[export]'``. A language-model run's student is written as a
+``save_pretrained`` directory with its tokenizer (``format=huggingface``, the default
+for such runs), loaded back with ``AutoModelForCausalLM.from_pretrained`` and
+checked the same way. See ``conf/export.yaml`` for every setting.
 
 The exporting itself is :func:`distill.models.exporter.export_model`; rebuilding the run is
 :mod:`distill.cli.saved_run`.
@@ -31,10 +34,14 @@ from distill.cli.error_policy import command_entry, guarded
 from distill.cli.overrides import check_checkpoint_command, command_line_keys
 from distill.cli.saved_run import load_saved_model
 from distill.errors import DistillError
-from distill.models.exporter import check_format, default_filename, export_model
+from distill.cli.language_model import is_language_model_data
+from distill.models.exporter import FORMATS, check_format, default_filename, export_model
 from distill.report.measurement import evaluation_loader, example_input
 
 __all__ = ["cli", "export_saved", "main"]
+
+#: an LM run's student: a ``save_pretrained`` directory with its tokenizer (``AutoModelForCausalLM.from_pretrained``)
+LANGUAGE_MODEL_FORMAT = "huggingface"
 
 
 def export_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -43,12 +50,12 @@ def export_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.Pa
     ``overrides`` is the command line (it says which of the run's data settings
     ``cfg`` replaces); without ``out=`` the file goes into ``out_dir``.
     """
-    fmt = check_format(cfg.format)  # a missing onnx fails before anything is loaded
+    requested = None if cfg.get("format") is None else str(cfg.format)
+    if requested is not None and requested != LANGUAGE_MODEL_FORMAT:
+        if requested not in FORMATS:
+            raise DistillError(f"unknown export format '{requested}'; choose one of {', '.join((*FORMATS, LANGUAGE_MODEL_FORMAT))}")
+        check_format(requested)  # a missing onnx fails before anything is loaded
     saved = load_saved_model(cfg, command_line_keys(overrides))
-    example = example_input(evaluation_loader(saved.datamodule))
-    if example is None:
-        raise DistillError("export needs tensor inputs (or keyword tensors); this data's batches hold other inputs")
-    out = Path(str(cfg.out)).expanduser() if cfg.get("out") else Path(out_dir) / default_filename(saved.name, fmt)
     meta = {
         "checkpoint": str(saved.checkpoint.resolve()),
         "run_dir": str(saved.run_dir) if saved.run_dir is not None else None,
@@ -56,10 +63,40 @@ def export_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.Pa
         "role": saved.role,
         "num_classes": saved.num_classes,
     }
+    if is_language_model_data(saved.datamodule):
+        return _export_language_model(cfg, saved, requested, Path(out_dir), meta)
+    if requested == LANGUAGE_MODEL_FORMAT:
+        raise DistillError(
+            f"format={LANGUAGE_MODEL_FORMAT} writes a language model's save_pretrained directory, but {saved.checkpoint} "
+            f"holds a classifier ({saved.name}); choose one of {', '.join(FORMATS)}"
+        )
+    fmt = requested or "torchscript"
+    example = example_input(evaluation_loader(saved.datamodule))
+    if example is None:
+        raise DistillError("export needs tensor inputs (or keyword tensors); this data's batches hold other inputs")
+    out = Path(str(cfg.out)).expanduser() if cfg.get("out") else Path(out_dir) / default_filename(saved.name, fmt)
     return export_model(
         saved.model, fmt, out, example, tolerance=cfg.get("tolerance"), name=saved.name,
         num_classes=saved.num_classes, options=saved.options, meta=meta,
     )
+
+
+def _export_language_model(cfg: DictConfig, saved: Any, requested: str | None, out_dir: Path,
+                           meta: dict[str, Any]) -> dict[str, Any]:
+    """An LM run's student as a ``save_pretrained`` directory with its tokenizer, checked by loading it back."""
+    if requested not in (None, LANGUAGE_MODEL_FORMAT):
+        raise DistillError(
+            f"format={requested} exports classifiers; {saved.checkpoint} holds a language model, which exports as "
+            f"format={LANGUAGE_MODEL_FORMAT} (a save_pretrained directory with its tokenizer)"
+        )
+    from distill.lm.export import export_language_model
+    from distill.models.causal_lm import load_tokenizer
+
+    model_cfg = saved.run_cfg[saved.role] if saved.run_cfg is not None else {}
+    tokenizer = load_tokenizer(str(model_cfg["path"])) if model_cfg.get("path") else saved.datamodule.tokenizer
+    example = example_input(evaluation_loader(saved.datamodule))
+    out = Path(str(cfg.out)).expanduser() if cfg.get("out") else out_dir / f"{saved.name}-{LANGUAGE_MODEL_FORMAT}"
+    return export_language_model(saved.model, tokenizer, out, example or {}, tolerance=cfg.get("tolerance"), meta=meta)
 
 
 def _job(cfg: DictConfig) -> None:

@@ -322,7 +322,11 @@ class DistillationModule(L.LightningModule):
         trainer = self._trainer
         if trainer is None:
             return True
-        return bool(trainer._logger_connector.should_update_logs or trainer.fast_dev_run or trainer.is_last_batch)
+        if trainer.fast_dev_run or trainer.is_last_batch:
+            return True
+        every = trainer.log_every_n_steps
+        # Lightning counts the optimizer steps taken (global_step) + 1, as its logger connector does
+        return every > 0 and (trainer.global_step + 1) % every == 0
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "val")

@@ -477,6 +477,31 @@ def test_terms_are_logged_on_the_loggers_steps_only(make_cnn, fast_trainer, data
     assert logged_steps == written
 
 
+def test_terms_follow_the_loggers_steps_under_gradient_accumulation(make_cnn, fast_trainer, data, tmp_path, monkeypatch):
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD(), "ce": CrossEntropy()})
+    logged_steps = []
+    original = module.log
+
+    def spy(name, *args, **kwargs):
+        if name == "train/loss/kd":
+            logged_steps.append(module.global_step)
+        return original(name, *args, **kwargs)
+
+    monkeypatch.setattr(module, "log", spy)
+    logger = CSVLogger(tmp_path, name="logs", version="")
+    loader = DataLoader(TensorDataset(*data), batch_size=4)  # 12 micro-batches, 6 optimizer steps
+    fit(module, fast_trainer(logger=logger, log_every_n_steps=2, accumulate_grad_batches=2), loader)
+    rows = list(csv.DictReader(open(tmp_path / "logs" / "metrics.csv")))
+    written = [int(r["step"]) for r in rows if r.get("train/loss/kd")]
+    # the loggers write the total at optimizer steps 1, 3, 5; the terms are logged on the micro-batches of those steps
+    assert written == [int(r["step"]) for r in rows if r.get("train/loss")] == [1, 3, 5]
+    assert sorted(set(logged_steps)) == [1, 3, 5]
+
+
 def test_terms_are_also_logged_on_the_epochs_last_step(make_cnn, fast_trainer, data, monkeypatch):
     module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD(), "ce": CrossEntropy()})
     logged_steps = []

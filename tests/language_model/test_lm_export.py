@@ -43,3 +43,54 @@ def test_exported_student_generates_in_a_fresh_process(tmp_path, make_gpt2, tiny
         logits = student(input_ids=ids).logits[0, -1]
     assert seen["generated"] == expected[0].tolist() and len(seen["generated"]) == len(seen["ids"]) + 5
     torch.testing.assert_close(torch.tensor(seen["logits"]), logits, rtol=1e-5, atol=1e-5)
+
+
+def _batch(tokenizer):
+    ids = tokenizer(["The for loop iterates", "A while"], padding="max_length", truncation=True, max_length=8, return_tensors="pt")
+    return {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"]}
+
+
+def test_export_language_model_checks_the_directory_it_writes(tmp_path, make_gpt2, tiny_tokenizer_dir):
+    from transformers import AutoModelForCausalLM
+
+    from distill.lm.export import export_language_model
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    torch.manual_seed(0)
+    student = make_gpt2(len(tokenizer))  # train mode: exported and compared in eval mode, handed back in train mode
+    result = export_language_model(student, tokenizer, tmp_path / "out", _batch(tokenizer), meta={"model": "tiny"})
+    assert student.training and result["format"] == "huggingface" and result["batch_sizes"] == [2, 1]
+    assert result["max_abs_diff"] <= result["tolerance"] == 1e-4
+    record = json.loads((tmp_path / "out.json").read_text())
+    assert record["meta"] == {"model": "tiny"} and record["path"] == str(tmp_path / "out")
+    # an independent load: the same logits as the model in eval mode
+    loaded = AutoModelForCausalLM.from_pretrained(str(tmp_path / "out")).eval()
+    batch = _batch(tokenizer)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits, student.eval()(**batch).logits, rtol=0, atol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.json"]  # no staging directory left
+
+
+def test_export_language_model_that_does_not_match_leaves_the_old_directory(tmp_path, make_gpt2, tiny_tokenizer_dir,
+                                                                            monkeypatch):
+    import transformers
+
+    from distill.errors import DistillError
+    from distill.lm.export import export_language_model
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    old = tmp_path / "out"
+    old.mkdir()
+    (old / "keep.txt").write_text("an earlier export")
+    original = transformers.AutoModelForCausalLM.from_pretrained
+
+    def perturbed(*args, **kwargs):
+        model = original(*args, **kwargs)
+        with torch.no_grad():
+            model.lm_head.weight.add_(1e-2 * torch.randn_like(model.lm_head.weight))  # every logit moves
+        return model
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", perturbed)
+    with pytest.raises(DistillError, match=r"does not compute what the PyTorch model computes: .* > tolerance 0.0001; nothing"):
+        export_language_model(make_gpt2(len(tokenizer)), tokenizer, old, _batch(tokenizer))
+    assert [p.name for p in old.iterdir()] == ["keep.txt"] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]

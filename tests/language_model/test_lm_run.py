@@ -47,7 +47,7 @@ def test_experiment_lm_trains_the_teacher_distils_and_reports(tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_the_saved_student_then_a_second_run_reuses_the_teacher_with_a_baseline(tmp_path):
+def test_evaluate_and_export_the_saved_student_then_a_second_run_reuses_the_teacher_with_a_baseline(tmp_path):
     assert run_lm(tmp_path).returncode == 0
     run = tmp_path / "run"
     report = json.loads((run / "report_lm.json").read_text())
@@ -63,6 +63,34 @@ def test_evaluate_the_saved_student_then_a_second_run_reuses_the_teacher_with_a_
     assert again["rows"][1]["kl"] == pytest.approx(report["rows"][1]["kl"], rel=1e-3, abs=1e-6)
     lines = (tmp_path / "eval" / "per_sequence.csv").read_text().splitlines()
     assert lines[0] == "sequence,tokens,student_nll,teacher_nll,kl" and len(lines) > 2
+
+    # distill.export on the run's best checkpoint: a save_pretrained directory that loads in a fresh process
+    # and computes what the run's own student_model/ computes (the same best weights)
+    export = subprocess.run(
+        [sys.executable, "-m", "distill.export", f"checkpoint={run / 'checkpoints' / 'best.ckpt'}",
+         f"out={tmp_path / 'exported'}", f"hydra.run.dir={tmp_path / 'export'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert export.returncode == 0, export.stderr[-3000:]
+    assert "as huggingface to" in export.stdout and json.loads((tmp_path / "exported.json").read_text())["max_abs_diff"] <= 1e-4
+    compare = (
+        "import sys, torch\n"
+        "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+        "a, b = (AutoModelForCausalLM.from_pretrained(d, local_files_only=True).eval() for d in sys.argv[1:3])\n"
+        "ids = AutoTokenizer.from_pretrained(sys.argv[1])('The for statement', return_tensors='pt')['input_ids']\n"
+        "with torch.no_grad():\n"
+        "    print(float((a(input_ids=ids).logits - b(input_ids=ids).logits).abs().max()))\n"
+    )
+    fresh = subprocess.run([sys.executable, "-c", compare, str(tmp_path / "exported"), str(run / "student_model")],
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert float(fresh.stdout.strip().splitlines()[-1]) == 0.0
+    wrong = subprocess.run(
+        [sys.executable, "-m", "distill.export", f"checkpoint={run / 'checkpoints' / 'best.ckpt'}", "format=torchscript",
+         f"hydra.run.dir={tmp_path / 'export2'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert wrong.returncode == 2 and wrong.stderr.strip().splitlines()[-1].startswith("error: format=torchscript exports classifiers")
 
     result = run_lm(tmp_path, "baseline=true", run="second")
     assert result.returncode == 0, result.stderr[-3000:]
