@@ -36,8 +36,8 @@ examples:
   distill evaluate checkpoint=outputs/2026-01-01/12-00-00/checkpoints/best.ckpt
   distill evaluate checkpoint=PATH split=val out_dir=eval/
 """),
-    "export": ("distill.export", "export a trained student (TorchScript, ONNX or a state_dict)", """\
-usage: distill export checkpoint=PATH [format=torchscript|onnx|state_dict] [out=PATH]
+    "export": ("distill.export", "export a trained student (torch.export, TorchScript, ONNX, a state_dict or save_pretrained)", """\
+usage: distill export checkpoint=PATH [format=torch_export|torchscript|onnx|state_dict|huggingface] [out=PATH]
 
 examples:
   distill export checkpoint=outputs/2026-01-01/12-00-00/checkpoints/best.ckpt

@@ -1,11 +1,13 @@
-"""Export a saved student: ``python -m distill.export checkpoint=PATH format=torchscript|onnx|state_dict|huggingface [out=FILE]``.
+"""Export a saved student: ``python -m distill.export checkpoint=PATH format=torch_export|torchscript|onnx|state_dict|huggingface [out=FILE]``.
 
-Writes the student alone (no teacher, no adapters), loads the file back and
+Writes the student alone (no teacher, no adapters; by default a ``torch.export``
+program, ``.pt2``, into the run's ``exports/``), loads the file back and
 checks on a batch of test data that it computes what the PyTorch student
 computes: the largest absolute difference of the outputs is printed, recorded
-in ``<out>.json`` and must stay within the tolerance (1e-5 for TorchScript and
-state_dict, 1e-4 for ONNX; ``tolerance=`` to change it), else the job fails
-and writes nothing. The model and the input size are read from the run's
+in ``<out>.json`` and must stay within the tolerance (1e-5 for torch.export,
+TorchScript and state_dict, 1e-4 for ONNX; ``tolerance=`` to change it), else
+the job fails and writes nothing. The record also describes the input (the
+data's preprocessing with its numbers, the class names) and the teacher. The model and the input size are read from the run's
 ``.hydra/config.yaml`` next to the checkpoint (``model=``, ``image_size=``,
 ``channels=``, ``num_classes=`` override them). ONNX needs
 ``pip install 'distill[export]'``. A language-model run's student is written as a
@@ -19,6 +21,7 @@ The exporting itself is :func:`distill.models.exporter.export_model`; rebuilding
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +51,9 @@ def export_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.Pa
     """The whole job on a composed ``conf/export.yaml``: rebuild the model, export it, check it.
 
     ``overrides`` is the command line (it says which of the run's data settings
-    ``cfg`` replaces); without ``out=`` the file goes into ``out_dir``.
+    ``cfg`` replaces); without ``out=`` the file goes into the run's ``exports/`` (named after the
+    checkpoint and the model, e.g. ``exports/best-resnet18.pt2``), or into ``out_dir`` for a
+    checkpoint outside a run directory.
     """
     requested = None if cfg.get("format") is None else str(cfg.format)
     if requested is not None and requested != LANGUAGE_MODEL_FORMAT:
@@ -62,19 +67,24 @@ def export_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.Pa
         "model": saved.name,
         "role": saved.role,
         "num_classes": saved.num_classes,
+        "teacher": _teacher_of(saved.run_dir),
     }
+    describe = getattr(saved.datamodule, "input_description", None)
+    meta["input"] = describe() if callable(describe) else None  # what a fresh process feeds the model
+    # without out=, the export goes into the run's directory (exports/), beside the checkpoint it came from
+    out_dir = Path(saved.run_dir) / "exports" if saved.run_dir is not None else Path(out_dir)
     if is_language_model_data(saved.datamodule):
-        return _export_language_model(cfg, saved, requested, Path(out_dir), meta)
+        return _export_language_model(cfg, saved, requested, out_dir, meta)
     if requested == LANGUAGE_MODEL_FORMAT:
         raise DistillError(
             f"format={LANGUAGE_MODEL_FORMAT} writes a language model's save_pretrained directory, but {saved.checkpoint} "
             f"holds a classifier ({saved.name}); choose one of {', '.join(FORMATS)}"
         )
-    fmt = requested or "torchscript"
+    fmt = requested or "torch_export"
     example = example_input(evaluation_loader(saved.datamodule))
     if example is None:
         raise DistillError("export needs tensor inputs (or keyword tensors); this data's batches hold other inputs")
-    out = Path(str(cfg.out)).expanduser() if cfg.get("out") else Path(out_dir) / default_filename(saved.name, fmt)
+    out = Path(str(cfg.out)).expanduser() if cfg.get("out") else out_dir / default_filename(_stem(saved), fmt)
     return export_model(
         saved.model, fmt, out, example, tolerance=cfg.get("tolerance"), name=saved.name,
         num_classes=saved.num_classes, options=saved.options, meta=meta,
@@ -95,8 +105,24 @@ def _export_language_model(cfg: DictConfig, saved: Any, requested: str | None, o
     model_cfg = saved.run_cfg[saved.role] if saved.run_cfg is not None else {}
     tokenizer = load_tokenizer(str(model_cfg["path"])) if model_cfg.get("path") else saved.datamodule.tokenizer
     example = example_input(evaluation_loader(saved.datamodule))
-    out = Path(str(cfg.out)).expanduser() if cfg.get("out") else out_dir / f"{saved.name}-{LANGUAGE_MODEL_FORMAT}"
+    out = Path(str(cfg.out)).expanduser() if cfg.get("out") else out_dir / f"{_stem(saved)}-{LANGUAGE_MODEL_FORMAT}"
     return export_language_model(saved.model, tokenizer, out, example or {}, tolerance=cfg.get("tolerance"), meta=meta)
+
+
+def _stem(saved: Any) -> str:
+    """The default file name's stem: the model, after the checkpoint's name inside a run (best-resnet18, last-resnet18)."""
+    return f"{saved.checkpoint.stem}-{saved.name}" if saved.run_dir is not None else str(saved.name)
+
+
+def _teacher_of(run_dir: Path | None) -> dict[str, Any] | None:
+    """The teacher the run distilled from, as its ``summary.json`` records it (name, sha256 of the weights, source)."""
+    if run_dir is None or not (Path(run_dir) / "summary.json").is_file():
+        return None
+    try:
+        teacher = json.loads((Path(run_dir) / "summary.json").read_text())["teacher"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return {key: teacher.get(key) for key in ("name", "sha256", "source")} if isinstance(teacher, dict) else None
 
 
 def _job(cfg: DictConfig) -> None:

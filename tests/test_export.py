@@ -85,14 +85,77 @@ def test_cli_error_is_one_clear_line(tmp_path):
     assert "checkpoint not found" in errors[0]
 
 
+def copied_run(tiny_run, tmp_path):
+    """A copy of the session's run directory, so that an export into it leaves the shared one as it is."""
+    shutil.copytree(tiny_run.dir, tmp_path / "run", ignore=shutil.ignore_patterns("exports"))
+    return tmp_path / "run"
+
+
 @pytest.mark.filterwarnings(r"ignore:`torch\.jit\.load` is deprecated:FutureWarning")
-def test_torchscript_export_of_the_run_matches_the_student(tiny_run, tmp_path):
-    result = job(f"checkpoint={tiny_run.best}", "format=torchscript", out_dir=tmp_path)
-    path = tmp_path / "mobilenet_v3_small.torchscript.pt"
+def test_torchscript_export_goes_into_the_run_and_matches_the_student(tiny_run, tmp_path):
+    run = copied_run(tiny_run, tmp_path)
+    result = job(f"checkpoint={run / 'checkpoints' / 'best.ckpt'}", "format=torchscript", out_dir=tmp_path / "job")
+    path = run / "exports" / "best-mobilenet_v3_small.torchscript.pt"  # beside the run, named after the checkpoint
     assert result["path"] == str(path) and result["max_abs_diff"] <= result["tolerance"] == 1e-5
     loaded = torch.jit.load(str(path))
     assert max_difference(loaded, tiny_run) <= 1e-5
-    assert (tmp_path / "mobilenet_v3_small.torchscript.pt.json").is_file()
+    assert (run / "exports" / "best-mobilenet_v3_small.torchscript.pt.json").is_file() and not (tmp_path / "job").exists()
+
+
+def test_torch_export_is_the_default_format_next_to_torchscript_and_describes_its_input(tiny_run, tmp_path):
+    run = copied_run(tiny_run, tmp_path)
+    result = job(f"checkpoint={run / 'checkpoints' / 'best.ckpt'}", "format=torch_export", out_dir=tmp_path / "job")
+    path = run / "exports" / "best-mobilenet_v3_small.pt2"
+    assert result["path"] == str(path) and result["max_abs_diff"] <= 1e-5 and result["batch_sizes"] == [64, 1]
+    program = torch.export.load(str(path)).module()
+    assert max_difference(program, tiny_run) <= 1e-5
+    assert max_difference(program, tiny_run, tiny_run.batch[:7]) <= 1e-5  # the batch dimension is dynamic
+    meta = json.loads((run / "exports" / "best-mobilenet_v3_small.pt2.json").read_text())["meta"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert meta["teacher"] == {key: summary["teacher"][key] for key in ("name", "sha256", "source")}
+    described = meta["input"]
+    assert described["image_size"] == 8 and described["channels"] == 3 and described["class_names"] == list("0123456789")
+    assert described["resize"] == {"size": [8, 8], "mode": "bilinear", "align_corners": False}
+    # the recorded mean and std are those of the training split's raw pixels, worked out here from the data itself
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    train, _ = train_test_split(range(len(digits.target)), test_size=0.3, stratify=digits.target, random_state=0)
+    pixels = torch.tensor(digits.images[sorted(train)], dtype=torch.float32) / 16
+    assert described["scale"] == 1 / 16
+    assert described["mean"][0] == pytest.approx(pixels.mean().item(), rel=1e-6)
+    assert described["std"][0] == pytest.approx(pixels.std().item(), rel=1e-6)
+
+
+@pytest.mark.slow  # a real command line (over 3 s on 2 cores)
+def test_the_readme_load_and_predict_snippet_runs_on_an_export(tiny_run, tmp_path):
+    """The README's snippet, run as written on this run's export, predicts what the student predicts on the
+    data module's own inputs: its preprocessing (from the export's record) is the run's."""
+    import re
+
+    from distill.data import DigitsDataModule
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Using an export in another program"):]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    run = copied_run(tiny_run, tmp_path)
+    exported = run_cli(f"checkpoint={run / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={tmp_path / 'job'}", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    placeholder = "outputs/<date>/<time>/exports/best-resnet18.pt2"
+    assert placeholder in snippet
+    snippet = snippet.replace(placeholder, str(run / "exports" / "best-mobilenet_v3_small.pt2"))
+    result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = json.loads(result.stdout.strip().splitlines()[-1])
+    data = DigitsDataModule(image_size=8, batch_size=64)
+    data.setup()
+    x = torch.cat([data.splits[split].inputs for split in ("train", "val", "test")])
+    y = torch.cat([data.splits[split].labels for split in ("train", "val", "test")])
+    with torch.no_grad():
+        predicted = tiny_run.student(x).argmax(1)
+    assert counts == {"correct": int((predicted == y).sum()),
+                      "per_class": torch.bincount(predicted, minlength=10).tolist()}
 
 
 def test_state_dict_export_is_the_student_alone(tiny_run, tmp_path):

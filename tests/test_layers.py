@@ -105,3 +105,45 @@ def test_layer_shapes_marks_repeated_and_unused_layers():
     assert rows["act"] == ("[B, 2, 2, 2]", 2)
     assert rows["unused"] == ("not called", 0)
     assert rows["head.0"] == ("[B, 8]", 1) and rows["head.1"] == ("[B, 3]", 1)
+
+
+def test_depth_and_pairs_of_resnet18_and_resnet50_at_32(capsys):
+    assert main(["teacher=resnet50", "student=resnet18", "depth=1", "pairs=true"]) == 0
+    out = capsys.readouterr().out
+    teacher, student, pairs = out.split("\n\n")
+    assert "  layer1 " in student and "layer1.0" not in student and "layer1.0" not in teacher  # one name deep
+    pair_lines = [line.split() for line in pairs.splitlines()[1:]]
+    # worked by hand: conv1 (stride 2) 16x16, maxpool 8x8, layer1 8x8, layer2 4x4, layer3 2x2, layer4 and avgpool 1x1
+    as_pairs = {(p[0], p[-5] if p[-5] != "=" else p[-4]) for p in pair_lines}
+    assert ("layer1", "layer1") in as_pairs and ("layer1", "maxpool") in as_pairs
+    assert ("layer3", "layer3") in as_pairs and ("layer2", "layer3") not in as_pairs
+    same = [line for line in pairs.splitlines() if " = " in line]
+    assert any(line.split()[0] == "layer1" and "maxpool [B, 64, 8, 8]" in line for line in same)  # 64 channels both
+    assert not any(line.split()[0] == "layer3" and "layer3" in line.split("=")[-1] for line in same)  # 256 vs 1024
+    assert any(line.split()[0] == "fc" and "= fc [B, 10]" in line for line in same)  # vectors pair with vectors
+    assert ("fc", "layer4") not in as_pairs
+
+
+def test_a_runs_overrides_list_its_models_on_a_batch_of_its_data(capsys):
+    assert main(["data.image_size=16", "teacher=resnet18", "student=mobilenet_v3_small", "depth=1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("teacher resnet18 (input [B, 3, 16, 16] from DigitsDataModule)")
+    assert "\nstudent mobilenet_v3_small (input [B, 3, 16, 16] from DigitsDataModule)" in out
+    assert "  layer1   [B, 64, 4, 4]" in out  # 16 -> conv1 8 -> maxpool 4
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["data.image_size=16", "image_size=32"], "'image_size=32' does not combine with a run's overrides"),
+        (["model=resnet18", "depth=0"], "depth must be at least 1"),
+        (["model=resnet18", "pairs=yes"], "pairs must be true or false"),
+        (["model=resnet18", "pairs=true"], "pairs=true needs a teacher and a student"),
+        (["data.image_sise=16"], "did you mean 'image_size'"),
+    ],
+)
+def test_bad_view_and_run_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    captured = capsys.readouterr()
+    assert exit_.value.code == 2 and captured.out == "" and message in captured.err and captured.err.count("\n") == 1

@@ -156,7 +156,7 @@ def test_sweep_trains_the_teacher_once_and_writes_each_job(tmp_path):
     teacher_file = next((cache / "teachers").glob("resnet18-*.pt"))
     # and, with baseline=true, the student trained alone (cached like a teacher) in the report
     result = run_cli(*TINY, f"teacher.checkpoint={teacher_file}", "baseline=true", "log_grad_norms=true",
-                     "trainer.log_every_n_steps=1",
+                     "trainer.log_every_n_steps=1", "diagnostics.gradients.every_n_steps=1",
                      f"hydra.run.dir={tmp_path / 'given'}", cache=tmp_path / "other-cache", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "given" / "summary.json").read_text())
@@ -169,6 +169,11 @@ def test_sweep_trains_the_teacher_once_and_writes_each_job(tmp_path):
     assert "Distillation report" in result.stdout
     header = (tmp_path / "given" / "logs" / "metrics.csv").read_text().splitlines()[0]
     assert "train/grad_norm/kd" in header and "train/grad_norm/ce" in header
+    # the gradient diagnostics, logged every step here, are drawn next to the learning curves
+    assert "train/grad_var/kd" in header and "train/grad_cos/kd__ce" in header
+    assert summary["report"]["gradient_statistics"] == str(tmp_path / "given" / "gradient_statistics.png")
+    assert (tmp_path / "given" / "gradient_statistics.png").stat().st_size > 0
+    assert str(tmp_path / "given" / "gradient_statistics.png") in result.stdout  # the console's pointer to the figures
 
 
 @pytest.mark.parametrize(  # one case by default, the others in the slow suite (a command line each)

@@ -189,7 +189,7 @@ def pointers(summary: Mapping[str, Any]) -> str:
     """The last lines of a run: where the report, the figures and the student's weights are."""
     report = summary.get("report") or {}
     lines = [f"report: {report.get('markdown')}"]
-    figures = [report[k] for k in ("learning_curves", "reliability") if report.get(k)]
+    figures = [report[k] for k in ("learning_curves", "reliability", "gradient_statistics") if report.get(k)]
     if figures:
         lines.append("figures: " + ", ".join(figures))
     lines.append(f"student weights: {summary['student']['weights']}")

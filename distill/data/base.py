@@ -123,6 +123,15 @@ class DistillDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
         if not self.splits:
             self.splits = self.load_splits()
 
+    def input_description(self) -> dict[str, Any]:
+        """What a fresh process needs to feed an exported model: the raw input, the steps (with their numbers) that
+        turn it into the model's input, and the class names (``distill.export`` writes it beside the model).
+
+        Data modules with a fixed preprocessing override it; this default says only what every module knows.
+        """
+        names = getattr(self, "class_names", None) or getattr(self, "classes", None)
+        return {"raw_input": None, "preprocessing": None, "class_names": [str(n) for n in names] if names else None}
+
     @property
     def random_augmentation(self) -> bool:
         """True when train batches get random transforms, so outputs computed once would go stale."""

@@ -94,6 +94,18 @@ class CIFARDataModule(ClassificationDataModule):
             "test": test,
         }
 
+    def input_description(self) -> dict[str, Any]:
+        steps = ["pixels as float32 in [0, 1] (uint8 / 255), channels first: [B, 3, 32, 32]"]
+        if self.image_size != 32:
+            steps.append(f"resize to {self.image_size}x{self.image_size}: torchvision.transforms.v2.Resize(antialias=True)")
+        steps.append(f"normalise per channel: (x - mean) / std, mean {list(self.mean)}, std {list(self.std)}")
+        return {
+            "raw_input": f"32x32 RGB images ({self.files.title}), uint8",
+            "preprocessing": steps, "mean": list(self.mean), "std": list(self.std),
+            "resize": {"size": [self.image_size, self.image_size], "antialias": True} if self.image_size != 32 else None,
+            "image_size": self.image_size, "channels": 3, "class_names": None,
+        }
+
     def data_fingerprint(self) -> dict[str, Any]:
         self.prepare_data()
         check_present(self.files, self.root)

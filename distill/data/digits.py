@@ -94,6 +94,7 @@ class DigitsDataModule(ClassificationDataModule):
         )
         x = torch.from_numpy(images).unsqueeze(1)
         mean, std = x[train_idx].mean(), x[train_idx].std()
+        self.pixel_mean, self.pixel_std = float(mean), float(std)  # for input_description()
         x = (x - mean) / std
         # resized once, up front: the data set is small and the models then read plain tensors
         x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
@@ -104,6 +105,23 @@ class DigitsDataModule(ClassificationDataModule):
             idx = torch.from_numpy(np.sort(idx))
             splits[name] = TensorClassificationDataset(x[idx], y[idx])
         return splits
+
+    def input_description(self) -> dict[str, Any]:
+        self.setup()
+        size, channels = self.image_size, self.channels
+        return {
+            "raw_input": "8x8 grayscale digit images, pixel values 0-16 (sklearn.datasets.load_digits().images)",
+            "preprocessing": [
+                "scale to [0, 1]: pixels / 16",
+                f"standardise: (x - {self.pixel_mean!r}) / {self.pixel_std!r} (the training split's mean and std)",
+                f"resize to {size}x{size}: torch.nn.functional.interpolate(mode='bilinear', align_corners=False)",
+                f"repeat the one channel {channels} times: inputs of shape [B, {channels}, {size}, {size}]",
+            ],
+            "scale": 1 / 16, "mean": [self.pixel_mean], "std": [self.pixel_std],
+            "resize": {"size": [size, size], "mode": "bilinear", "align_corners": False},
+            "image_size": size, "channels": channels,
+            "class_names": [str(digit) for digit in range(10)],
+        }
 
     def data_fingerprint(self) -> dict[str, Any]:
         import sklearn

@@ -94,6 +94,20 @@ class ImageFolderDataModule(ClassificationDataModule):
         scanned = {folder: ImageFolder(str(folder), allow_empty=True) for folder in dict.fromkeys(self.split_dirs.values())}
         return {split: scanned[folder] for split, folder in self.split_dirs.items()}
 
+    def input_description(self) -> dict[str, Any]:
+        size = self.image_size
+        return {
+            "raw_input": "image files (RGB), as torchvision.io or PIL reads them",
+            "preprocessing": [
+                f"resize the shorter side to {self.eval_resize}: torchvision.transforms.v2.Resize({self.eval_resize}, antialias=True)",
+                f"central {size}x{size} crop: torchvision.transforms.v2.CenterCrop({size})",
+                "float32 in [0, 1], channels first",
+                f"normalise per channel: (x - mean) / std, mean {list(self.mean)}, std {list(self.std)}",
+            ],
+            "mean": list(self.mean), "std": list(self.std), "resize": {"shorter_side": self.eval_resize, "center_crop": size},
+            "image_size": size, "channels": self.channels, "class_names": [str(name) for name in self.classes],
+        }
+
     def data_fingerprint(self) -> dict[str, Any]:
         self.setup()
         train = self.splits["train"]

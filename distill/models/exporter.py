@@ -1,11 +1,11 @@
-"""Export a student for deployment (TorchScript, ONNX or a plain state_dict) and prove the file computes the same.
+"""Export a student for deployment (torch.export, TorchScript, ONNX or a plain state_dict) and prove the file computes the same.
 
 >>> from distill.models.exporter import export_model
 >>> result = export_model(student, "onnx", "student.onnx", test_batch)  # doctest: +SKIP
 >>> result["max_abs_diff"], result["tolerance"]  # doctest: +SKIP
 
 The exported file is written next to its destination under a temporary name,
-loaded back (``torch.jit.load``, an ``onnxruntime`` session, or
+loaded back (``torch.export.load``, ``torch.jit.load``, an ``onnxruntime`` session, or
 ``torch.load(weights_only=True)`` into a freshly built model), run on the
 example batch and on its first sample alone, and compared with the PyTorch
 model; only when the largest absolute difference of the outputs is within the
@@ -37,11 +37,11 @@ from distill.io import atomic_write_text
 from distill.models.checkpoint import load_weights
 from distill.models.factory import build_model
 
-FORMATS = ("torchscript", "onnx", "state_dict")
-#: the largest max |exported - PyTorch| each format may show: the same kernels (TorchScript, state_dict)
-#: agree to float32 rounding; onnxruntime's kernels differ from PyTorch's in summation order
-TOLERANCES = {"torchscript": 1e-5, "state_dict": 1e-5, "onnx": 1e-4}
-SUFFIXES = {"torchscript": ".torchscript.pt", "onnx": ".onnx", "state_dict": ".state_dict.pt"}
+FORMATS = ("torch_export", "torchscript", "onnx", "state_dict")
+#: the largest max |exported - PyTorch| each format may show: the same kernels (torch.export, TorchScript,
+#: state_dict) agree to float32 rounding; onnxruntime's kernels differ from PyTorch's in summation order
+TOLERANCES = {"torch_export": 1e-5, "torchscript": 1e-5, "state_dict": 1e-5, "onnx": 1e-4}
+SUFFIXES = {"torch_export": ".pt2", "torchscript": ".torchscript.pt", "onnx": ".onnx", "state_dict": ".state_dict.pt"}
 INSTALL_HINT = install_command("export")
 #: names of the ONNX graph's input and output; their first dimension (the batch) is dynamic
 ONNX_INPUT, ONNX_OUTPUT = "input", "logits"
@@ -74,7 +74,7 @@ def require_onnx() -> tuple[Any, Any]:
 
 
 def default_filename(name: str, fmt: str) -> str:
-    """``<name>.torchscript.pt``, ``<name>.onnx`` or ``<name>.state_dict.pt``."""
+    """``<name>.pt2``, ``<name>.torchscript.pt``, ``<name>.onnx`` or ``<name>.state_dict.pt``."""
     if fmt not in SUFFIXES:
         check_format(fmt)  # raises, naming the formats
     return f"{name}{SUFFIXES[fmt]}"
@@ -97,8 +97,11 @@ def export_model(
 
     Args:
         model: the model alone (e.g. the student, without teacher or adapters).
-        fmt: ``"torchscript"`` (``torch.jit.trace`` in eval mode, saved with
-            ``torch.jit.save``), ``"onnx"`` (the TorchScript-based
+        fmt: ``"torch_export"`` (an ``ExportedProgram`` from ``torch.export.export``
+            with a dynamic batch dimension, saved with ``torch.export.save`` as ``.pt2``;
+            load with ``torch.export.load(path).module()``), ``"torchscript"``
+            (``torch.jit.trace`` in eval mode, saved with ``torch.jit.save``; torch marks
+            TorchScript deprecated), ``"onnx"`` (the TorchScript-based
             ``torch.onnx.export``, with a dynamic batch dimension; needs
             ``pip install 'distill[export]'``) or ``"state_dict"`` (the model's
             ``state_dict()``, for ``torch.load(weights_only=True)``).
@@ -210,6 +213,9 @@ def load_exported(
     """
     fmt = check_format(fmt)
     path = Path(path)
+    if fmt == "torch_export":
+        program = torch.export.load(str(path)).module()
+        return lambda x: output_logits(program(x))
     if fmt == "torchscript":
         with _quiet_jit():
             module = torch.jit.load(str(path), map_location="cpu")
@@ -252,6 +258,18 @@ def _quiet_jit() -> Iterator[None]:
         yield
 
 
+def _write_torch_export(model: nn.Module, example: Tensor, path: Path) -> None:
+    batch = torch.export.Dim("batch", min=1)
+    try:
+        program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    except Exception as error:  # torch.export's errors name the construct it cannot capture
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DistillError(
+            f"torch.export cannot capture this model ({type(error).__name__}: {first}); try format=torchscript or state_dict"
+        ) from None
+    torch.export.save(program, str(path))
+
+
 def _write_torchscript(model: nn.Module, example: Tensor, path: Path) -> None:
     with _quiet_jit():
         traced = torch.jit.trace(model, example, check_trace=False)
@@ -281,6 +299,7 @@ def _write_state_dict(model: nn.Module, example: Tensor, path: Path) -> None:
 
 
 _WRITERS: dict[str, Callable[[nn.Module, Tensor, Path], None]] = {
+    "torch_export": _write_torch_export,
     "torchscript": _write_torchscript,
     "onnx": _write_onnx,
     "state_dict": _write_state_dict,

@@ -11,7 +11,7 @@ from torch import nn
 
 from distill.report.measurement import measure_models
 from distill.report.metrics import reliability_bins
-from distill.report.plots import plot_learning_curves, plot_reliability
+from distill.report.plots import gradient_statistics_series, plot_gradient_statistics, plot_learning_curves, plot_reliability
 from distill.report.sanity import sanity_warnings
 from distill.report.table import build_report, write_report
 
@@ -31,7 +31,8 @@ def distillation_report(
     Latency is timed for all models interleaved (``latency`` = ``off``, ``quick`` or ``full``);
     ``progress(done, total, what)`` is called as the measurements advance (a progress bar).
     Writes ``report.json``, ``report.md``, ``reliability.png`` and, given the
-    run's ``metrics.csv``, ``learning_curves.png`` into ``run_dir``; returns the report.
+    run's ``metrics.csv``, ``learning_curves.png`` (and ``gradient_statistics.png`` when it holds the
+    gradient diagnostics) into ``run_dir``; returns the report.
     """
     run_dir = Path(run_dir)
     measured = measure_models(models, test_loader, latency=latency, progress=progress)
@@ -49,6 +50,9 @@ def distillation_report(
         figures["reliability"] = str(plot_reliability(bins, run_dir / "reliability.png"))
     if metrics_csv is not None and Path(metrics_csv).is_file():
         figures["learning_curves"] = str(plot_learning_curves(metrics_csv, run_dir / "learning_curves.png"))
+        drawn = ("train/grad_var/", "train/grad_cos/")  # the opt-in diagnostics (diagnostics.gradients.every_n_steps=N)
+        if any(column.startswith(drawn) for column in gradient_statistics_series(metrics_csv)):
+            figures["gradient_statistics"] = str(plot_gradient_statistics(metrics_csv, run_dir / "gradient_statistics.png"))
     report["figures"] = figures
     write_report(report, run_dir)
     return report

@@ -44,7 +44,7 @@ def _expected(model, x):
 
 
 @pytest.mark.filterwarnings(r"ignore:`torch\.jit\.load` is deprecated:FutureWarning")
-@pytest.mark.parametrize("fmt", ["torchscript", "state_dict"])
+@pytest.mark.parametrize("fmt", ["torch_export", "torchscript", "state_dict"])
 def test_export_loads_back_and_matches(model_and_batch, tmp_path, fmt):
     model, x = model_and_batch
     path = tmp_path / "out" / default_filename("tiny", fmt)
@@ -56,7 +56,12 @@ def test_export_loads_back_and_matches(model_and_batch, tmp_path, fmt):
     assert record["max_abs_diff"] == result["max_abs_diff"] and record["meta"] == {"source": "test"}
     assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []  # no temporary left
 
-    if fmt == "torchscript":
+    if fmt == "torch_export":
+        assert path.name == "tiny.pt2"
+        program = torch.export.load(str(path)).module()
+        got = program(x)
+        assert (program(x[:3]) - _expected(model, x[:3])).abs().max().item() <= TOLERANCES[fmt]  # a dynamic batch
+    elif fmt == "torchscript":
         loaded = torch.jit.load(str(path))
         assert not any(isinstance(m, nn.BatchNorm2d) and m.training for m in loaded.modules())
         got = loaded(x)
@@ -134,7 +139,7 @@ def test_state_dict_loads_into_a_freshly_built_model(tmp_path):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda m, x, p: export_model(m, "tflite", p, x), "unknown export format 'tflite'; choose one of torchscript, onnx, state_dict"),
+        (lambda m, x, p: export_model(m, "tflite", p, x), "unknown export format 'tflite'; choose one of torch_export, torchscript, onnx, state_dict"),
         (lambda m, x, p: export_model(m, "torchscript", p, x, tolerance=-1), "tolerance must be a number >= 0"),
         (lambda m, x, p: export_model(m, "torchscript", p, x[0, 0, 0, 0]), "non-empty batch tensor"),
         (lambda m, x, p: default_filename("m", "keras"), "unknown export format 'keras'"),
@@ -148,5 +153,5 @@ def test_bad_arguments_are_clear_errors(model_and_batch, tmp_path, call, message
 
 
 def test_formats_and_tolerances_are_stated():
-    assert FORMATS == ("torchscript", "onnx", "state_dict")
-    assert TOLERANCES == {"torchscript": 1e-5, "state_dict": 1e-5, "onnx": 1e-4}
+    assert FORMATS == ("torch_export", "torchscript", "onnx", "state_dict")
+    assert TOLERANCES == {"torch_export": 1e-5, "torchscript": 1e-5, "state_dict": 1e-5, "onnx": 1e-4}

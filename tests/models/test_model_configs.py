@@ -32,7 +32,7 @@ def test_every_model_config_composes_and_builds_with_10_classes(group, tiny_bert
         for option in model_configs(group):
             if option == "ensemble":  # several teachers, not one model: tests/test_unlabeled.py runs one
                 continue
-            if option == "hf_causal_lm":  # a saved causal LM's directory: tests/language_model/ build it
+            if option == "hf_causal_lm":  # a saved causal LM's directory: tests/lm/ build it
                 continue
             overrides = [f"{group}={option}"]
             if option == "tiny_gpt2":  # a causal LM: its context length is the LM data's block size

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from .conftest import TEXTS
+from .conftest import TOKENIZER_TEXTS as TEXTS
 from .test_lm_run import TINY_LM
 
 pytestmark = pytest.mark.slow  # a subprocess that trains a teacher first: ~a minute under load on 2 cores

@@ -13,7 +13,7 @@ from distill.losses import TokenCrossEntropy, TokenExactMatchKL, TokenULD
 from distill.losses.functional.token_cross_tokenizer import token_uld_loss
 from distill.module import DistillationModule
 
-from .conftest import TEXTS
+from .conftest import TOKENIZER_TEXTS as TEXTS
 
 
 @pytest.fixture(scope="module")
