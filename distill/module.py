@@ -21,6 +21,7 @@ from distill.errors import DistillError
 from distill.features import FeatureCapture
 from distill.checks.first_batch import check_first_batch
 from distill.lm.ddp_token_normalizer import set_token_normalizer
+from distill.lightning_warnings import ignore_lightning_noise
 from distill.lm.on_policy import OnPolicy
 from distill.lm.predictions import is_token_output, next_token_predictions
 from distill.losses.base import LossTerm, StepOutputs
@@ -35,6 +36,8 @@ from distill.teachers.ensemble import TeacherEnsemble
 from distill.teachers.live_teacher import LiveTeacher, TeacherOnBatch
 from distill.teachers.output_cache import TeacherOutputCache
 from distill.teachers.sharded import shard_for_forward
+
+ignore_lightning_noise()  # the Python API is as quiet as the commands (distill.lightning_warnings)
 
 
 class DistillationModule(L.LightningModule):

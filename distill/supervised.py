@@ -14,6 +14,9 @@ from distill.errors import DistillError
 from distill.losses.functional import masked_bce_with_logits
 from distill.partial_labels import IGNORE_INDEX
 from distill.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
+from distill.lightning_warnings import ignore_lightning_noise
+
+ignore_lightning_noise()  # the Python API is as quiet as the commands (distill.lightning_warnings)
 
 
 #: the target value of an unknown yes/no label (as MaskedBCE's default ignore_value)

@@ -107,7 +107,7 @@ def test_student_pt_gives_the_runs_numbers(tiny_run, tmp_path):
     result = job(f"checkpoint={tiny_run.dir / 'student.pt'}", f"cache_dir={tiny_run.cache}", out_dir=tmp_path)
     assert_same_numbers(result["model"], report_row(tiny_run, "student"))
     assert result["meta"]["run_dir"] == str(tiny_run.dir)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["evaluation.json", "evaluation.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evaluation.json", "evaluation.md", "reliability.png"]
 
 
 def test_any_file_with_model_and_teacher_given(tiny_run, tmp_path):

@@ -23,4 +23,7 @@ def test_quickstart_runs_top_to_bottom(tmp_path):
     shown = "".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs) + text
     assert "Distillation report" in shown
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the reliability diagram is shown
-    assert (tmp_path / "quickstart-report" / "report.md").is_file()
+    assert (tmp_path / "quickstart-report" / "evaluation.md").is_file()  # distill.report.evaluate, the README's way
+    # distill's own Lightning noise stays out of the cells (its module's batch hook, Lightning's LeafSpec notice)
+    noise = "".join(o.get("text", "") for o in outputs if o.output_type == "stream" and o.name == "stderr")
+    assert "on_before_batch_transfer" not in noise and "LeafSpec" not in noise

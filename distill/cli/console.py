@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 import time
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,15 +19,15 @@ from typing import Any
 import lightning as L
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-#: DistillationModule overrides on_before_batch_transfer on purpose (it splits batches); Lightning warns about it
-OWN_MODULE_WARNING = r"You have overridden `on_before_batch_transfer` in `LightningModule` but have passed in a `LightningDataModule`"
+from distill.lightning_warnings import ignore_lightning_noise
+
 #: the loggers whose INFO lines (GPU/TPU availability, seeds, tips, checkpoint restores) are chatter
 CHATTY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "transformers")
 
 
 def quiet_libraries(verbose: bool) -> None:
     """Silence the libraries' INFO chatter unless ``verbose``; warnings and errors still come through."""
-    warnings.filterwarnings("ignore", message=OWN_MODULE_WARNING)
+    ignore_lightning_noise()
     if verbose:
         return
     for name in CHATTY_LOGGERS:

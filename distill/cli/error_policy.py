@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from distill.errors import DistillError
 from distill.io import atomic_write_text
+from distill.lightning_warnings import ignore_lightning_noise
 
 T = TypeVar("T")
 
@@ -86,8 +86,7 @@ def guarded(job: Callable[[], T], failed_in_sweep: Any = None) -> T | Any:
 
 def command_entry(check_argv: Callable[[list[str]], Sequence[str] | None], main: Callable[[], Any]) -> None:
     """A command's ``cli()``: check (and possibly rewrite) ``sys.argv`` in one line, then run Hydra's ``main``."""
-    # Lightning's own deprecation notice about torch internals, printed at every step otherwise
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    ignore_lightning_noise()  # Lightning's notices a user can do nothing about (distill.lightning_warnings)
     try:
         rewritten = check_argv(sys.argv[1:])
     except DistillError as error:

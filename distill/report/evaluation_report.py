@@ -26,6 +26,8 @@ from distill.losses import KD, CrossEntropy
 from distill.losses.base import LossTerm
 from distill.models.fingerprint import weights_sha256
 from distill.report.measurement import evaluation_loader, measure_models
+from distill.report.metrics import reliability_bins
+from distill.report.plots import plot_reliability
 from distill.report.per_sample import per_sample_losses, write_per_sample_csv
 from distill.report.table import build_report, report_markdown
 
@@ -66,8 +68,8 @@ def evaluate(
         per_sample: also compute each test sample's predictions and loss-term values
             (:func:`distill.report.per_sample_losses`): returned under ``"per_sample"``
             and written to ``per_sample.csv``.
-        out_dir: where to write ``evaluation.json``, ``evaluation.md`` and
-            ``per_sample.csv``; ``None`` writes nothing.
+        out_dir: where to write ``evaluation.json``, ``evaluation.md``, ``per_sample.csv`` and
+            (with labels) ``reliability.png``; ``None`` writes nothing.
         role: ``"student"`` or ``"teacher"``.
         names: model names for the report, by role (default: the class names).
         device: where the models run for the metrics; latency is measured on the CPU.
@@ -131,14 +133,19 @@ def evaluate(
         }
         result["losses_without_per_sample_values"] = [name for name in terms if f"loss/{name}" not in values]
     if out_dir is not None:
-        result["files"] = write_evaluation(result, out_dir)
+        figures = {}
+        if measured.labels is not None:  # the reliability diagram, as the run's report draws it
+            bins = {f"{r}: {name}": reliability_bins(measured.logits[r], measured.labels) for r, (name, _) in models.items()}
+            figures["reliability"] = str(plot_reliability(bins, Path(out_dir) / "reliability.png"))
+        result["files"] = write_evaluation(result, out_dir, figures)
     return result
 
 
-def write_evaluation(result: Mapping[str, Any], out_dir: str | Path) -> dict[str, str]:
-    """Write ``evaluation.json``, ``evaluation.md`` and (with per-sample values) ``per_sample.csv``, atomically."""
+def write_evaluation(result: Mapping[str, Any], out_dir: str | Path, figures: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Write ``evaluation.json``, ``evaluation.md`` and (with per-sample values) ``per_sample.csv``, atomically;
+    ``figures`` (already drawn) are listed with them."""
     out_dir = Path(out_dir)
-    files: dict[str, str] = {}
+    files: dict[str, str] = dict(figures or {})
     if "per_sample" in result:
         files["per_sample"] = str(write_per_sample_csv(result["per_sample"], out_dir / PER_SAMPLE_NAME))
     files["json"] = str(out_dir / JSON_NAME)

@@ -43,8 +43,10 @@ def test_numbers_are_the_reports_on_the_whole_test_set(pair, digits_small, tmp_p
     written = json.loads((tmp_path / "evaluation.json").read_text())
     assert written["model"]["accuracy"] == pytest.approx(row["accuracy"])
     assert written["files"] == result["files"] == {
-        "json": str(tmp_path / "evaluation.json"), "markdown": str(tmp_path / "evaluation.md")
+        "json": str(tmp_path / "evaluation.json"), "markdown": str(tmp_path / "evaluation.md"),
+        "reliability": str(tmp_path / "reliability.png"),
     }
+    assert (tmp_path / "reliability.png").stat().st_size > 0  # the run report's diagram, for these two models
     markdown = (tmp_path / "evaluation.md").read_text()
     assert markdown.startswith("# Evaluation") and "| small | student |" in markdown
     assert not (tmp_path / "per_sample.csv").exists()
