@@ -452,21 +452,27 @@ def test_cached_rows_are_read_before_the_batch_moves_to_the_device(make_cnn, fas
     assert callers == [("on_before_batch_transfer", "cpu")] * 5
 
 
+def steps_logging(module, monkeypatch, name):
+    """The global steps at which ``module`` logs ``name`` (a spy on ``module.log``), filled as it trains."""
+    steps = []
+    original = module.log
+
+    def spy(logged, *args, **kwargs):
+        if logged == name:
+            steps.append(module.global_step)
+        return original(logged, *args, **kwargs)
+
+    monkeypatch.setattr(module, "log", spy)
+    return steps
+
+
 def test_terms_are_logged_on_the_loggers_steps_only(make_cnn, fast_trainer, data, tmp_path, monkeypatch):
     import csv
 
     from lightning.pytorch.loggers import CSVLogger
 
     module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD(), "ce": CrossEntropy()})
-    logged_steps = []
-    original = module.log
-
-    def spy(name, *args, **kwargs):
-        if name == "train/loss/kd":
-            logged_steps.append(module.global_step)
-        return original(name, *args, **kwargs)
-
-    monkeypatch.setattr(module, "log", spy)
+    logged_steps = steps_logging(module, monkeypatch, "train/loss/kd")
     logger = CSVLogger(tmp_path, name="logs", version="")
     loader = DataLoader(TensorDataset(*data), batch_size=8)  # 6 steps
     fit(module, fast_trainer(logger=logger, log_every_n_steps=2), loader)
@@ -483,15 +489,7 @@ def test_terms_follow_the_loggers_steps_under_gradient_accumulation(make_cnn, fa
     from lightning.pytorch.loggers import CSVLogger
 
     module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD(), "ce": CrossEntropy()})
-    logged_steps = []
-    original = module.log
-
-    def spy(name, *args, **kwargs):
-        if name == "train/loss/kd":
-            logged_steps.append(module.global_step)
-        return original(name, *args, **kwargs)
-
-    monkeypatch.setattr(module, "log", spy)
+    logged_steps = steps_logging(module, monkeypatch, "train/loss/kd")
     logger = CSVLogger(tmp_path, name="logs", version="")
     loader = DataLoader(TensorDataset(*data), batch_size=4)  # 12 micro-batches, 6 optimizer steps
     fit(module, fast_trainer(logger=logger, log_every_n_steps=2, accumulate_grad_batches=2), loader)
@@ -504,15 +502,7 @@ def test_terms_follow_the_loggers_steps_under_gradient_accumulation(make_cnn, fa
 
 def test_terms_are_also_logged_on_the_epochs_last_step(make_cnn, fast_trainer, data, monkeypatch):
     module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD(), "ce": CrossEntropy()})
-    logged_steps = []
-    original = module.log
-
-    def spy(name, *args, **kwargs):
-        if name == "train/loss/ce":
-            logged_steps.append(module.global_step)
-        return original(name, *args, **kwargs)
-
-    monkeypatch.setattr(module, "log", spy)
+    logged_steps = steps_logging(module, monkeypatch, "train/loss/ce")
     loader = DataLoader(TensorDataset(*data), batch_size=16)  # 3 steps an epoch
     fit(module, fast_trainer(max_epochs=2, log_every_n_steps=4), loader)
     assert logged_steps == [2, 3, 5]  # the ends of epochs 0 and 1, and step 3 (the 4th)
