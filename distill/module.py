@@ -308,6 +308,8 @@ class DistillationModule(L.LightningModule):
         batch_size = len(outputs.student)
         if self.record_steps:  # for the gradient diagnostics, which run before the backward pass
             self.last_step = (outputs, values)
+        # every step's total and terms, still on the device, for callbacks that average over every step (the epoch line)
+        self.step_losses = {"train/loss": total.detach(), **{f"train/loss/{n}": v.detach() for n, v in values.items()}}
         self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
         # each self.log costs Lightning's bookkeeping; the loggers write the terms only every
         # log_every_n_steps, so they are logged on those steps (and the epoch's last, for the

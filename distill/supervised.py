@@ -86,6 +86,7 @@ class SupervisedModule(L.LightningModule):
                 f"(epoch {self.current_epoch}); lower the learning rate"
             )
         self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
+        self.step_losses = {"train/loss": loss.detach()}  # every step's, for the console's epoch line
         return loss
 
     def _evaluate(self, batch: Any, metric: MeanMetric, stage: str) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from distill.lightning_warnings import ignore_lightning_noise
@@ -32,6 +33,9 @@ def quiet_libraries(verbose: bool) -> None:
         return
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # torch's C++-extension module warns "No CUDA runtime is found, using CUDA_HOME=..." when a CUDA
+    # toolkit is installed on a machine without a GPU (it is imported by the report's export check)
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     # transformers reads these when imported; an already imported one is told directly
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -94,12 +98,29 @@ def short_names_bar() -> Any:
         return None
 
 
-def epoch_line(epoch: int, max_epochs: int, losses: Mapping[str, float], metrics: Mapping[str, float], seconds: float) -> str:
-    """``epoch 2/10  loss 0.412 (kd 0.301, ce 0.111)  val/acc 0.953  3.1 s``: the total, each term, validation."""
+def epoch_line(
+    epoch: int,
+    max_epochs: int,
+    losses: Mapping[str, float],
+    metrics: Mapping[str, float],
+    seconds: float,
+    weights: Mapping[str, float] | None = None,
+) -> str:
+    """``epoch 2/10  loss 0.412 (0.9 kd 0.301, 0.1 ce 0.111)  val/acc 0.953  3.1 s``.
+
+    The total and each term are means over the same steps; a term's weight (``weights``, by term
+    name) is written before it, so the total is the weighted sum of the terms shown.
+    """
+    weights = weights or {}
     text = f"epoch {epoch}/{max_epochs}" if max_epochs > 0 else f"epoch {epoch}"
     if "train/loss" in losses:
         text += f"  loss {losses['train/loss']:.4g}"
-    terms = [f"{short_name(k)} {v:.4g}" for k, v in losses.items() if k.startswith("train/loss/")]
+    terms = []
+    for key, value in losses.items():
+        if key.startswith("train/loss/"):
+            name = key[len("train/loss/"):]
+            weight = f"{weights[name]:.4g} " if name in weights else ""
+            terms.append(f"{weight}{short_name(key)} {value:.4g}")
     if terms:
         text += f" ({', '.join(terms)})"
     for key, value in metrics.items():
@@ -108,24 +129,38 @@ def epoch_line(epoch: int, max_epochs: int, losses: Mapping[str, float], metrics
 
 
 class EpochLines(L.Callback):
-    """One line per epoch (mean of each loss term, validation accuracy, time) for runs without a progress bar."""
+    """One line per epoch for runs without a progress bar: the loss and each term, means over every step.
+
+    The sums stay on the device (no host sync per step) and are read once, at the epoch's end.
+    The values come from the module's ``step_losses`` (every step's, not only the logged steps'),
+    so the total shown is the weighted sum of the terms shown.
+    """
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._started, self._sums, self._count = time.perf_counter(), {}, 0
+        self._started, self._sums, self._counts = time.perf_counter(), {}, {}
 
-    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
-        self._count += 1
-        for key, value in trainer.callback_metrics.items():
-            if key == "train/loss" or key.startswith("train/loss/"):
-                self._sums[key] = self._sums.get(key, 0.0) + float(value)
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, *args: Any) -> None:
+        losses = getattr(module, "step_losses", None)
+        if losses is None:  # another LightningModule: its returned loss (divided by the accumulation, as Lightning does)
+            loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+            losses = {"train/loss": loss.detach()} if isinstance(loss, torch.Tensor) else {}
+        for key, value in losses.items():
+            self._add(key, value)
+
+    def _add(self, key: str, value: torch.Tensor) -> None:
+        # a term a step leaves out (no labelled sample in it) is averaged over the steps it ran
+        self._sums[key] = self._sums[key] + value if key in self._sums else value.clone()
+        self._counts[key] = self._counts.get(key, 0) + 1
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if not trainer.is_global_zero or trainer.sanity_checking:
             return
-        losses = {k: v / max(self._count, 1) for k, v in self._sums.items()}
+        losses = {k: float(v) / self._counts[k] for k, v in self._sums.items()}
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("val/acc", "val/agreement")}
-        line = epoch_line(trainer.current_epoch + 1, trainer.max_epochs or 0, losses, metrics, time.perf_counter() - self._started)
-        print(line, flush=True)
+        terms = getattr(module, "loss_terms", {})
+        weights = {name: float(term.weight_at(trainer.current_epoch)) for name, term in terms.items() if hasattr(term, "weight_at")}
+        seconds = time.perf_counter() - self._started
+        print(epoch_line(trainer.current_epoch + 1, trainer.max_epochs or 0, losses, metrics, seconds, weights), flush=True)
 
 
 class Phases:

@@ -12,6 +12,7 @@ directory with its tokenizer.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from distill.cli.lm_generation import apply_sequence_kd, on_policy_from_config
 from distill.cli.lm_teacher_cache import cached_loss_settings, fill_ahead, lm_teacher_cache_from_config
 from distill.cli.resume_checks import check_resumed_teacher, resume_checkpoint
 from distill.cli.saved_run import find_run_config, load_run_config
-from distill.cli.teachers import NOT_IN_TEACHER_KEY, model_spec, without
+from distill.cli.teachers import NOT_IN_TEACHER_KEY, is_student_base, model_spec, without
 from distill.cli.training import loss_terms, make_callbacks, make_logger, make_trainer
 from distill.errors import DistillError
 from distill.lm.mask_audit import mask_audit
@@ -51,6 +52,10 @@ from distill.teachers import PreparedTeacher, TeacherCache, prepare_teacher
 log = logging.getLogger("distill")
 
 
+#: where the teacher of ``teacher=student_base`` comes from, for the log, the report and the summary
+STUDENT_BASE_SOURCE = "the student's base model (its LoRA adapters disabled)"
+
+
 def is_language_model_data(datamodule: Any) -> bool:
     return bool(getattr(datamodule, "is_language_model", False))
 
@@ -59,8 +64,11 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
     """One LM distillation job; returns its summary (also written to ``summary.json``)."""
     vocab = datamodule.num_classes
     loss = loss_terms(cfg.loss)
-    for model_cfg in (cfg.teacher, cfg.student):
+    self_distilled = is_student_base(cfg.teacher)  # teacher=student_base: the LoRA student's own base model
+    for model_cfg in (cfg.student,) if self_distilled else (cfg.teacher, cfg.student):
         check_model_name(model_cfg.name)
+    if self_distilled and getattr(datamodule, "cross_tokenizer", False):
+        raise DistillError("teacher=student_base reads the student's own tokens; remove data.teacher_tokenizer / data.teacher_vocab_size")
     if cfg.teacher.get("cache"):
         if getattr(datamodule, "cross_tokenizer", False):
             raise DistillError("teacher.cache=true is not available across tokenizers yet; set teacher.cache=false")
@@ -79,7 +87,10 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
     trainer = make_trainer(
         cfg, callbacks=make_callbacks(cfg), logger=make_logger(cfg, resume_from is not None), plugins=[AtomicCheckpointIO()]
     )
-    teacher = _prepare(cfg, cfg.teacher, datamodule.teacher_data(), run_dir, "teacher")
+    if self_distilled:  # nothing to load or train: the teacher is the student's base model, adapters disabled
+        teacher = PreparedTeacher(instantiate(cfg.teacher)(student), origin="student", source=STUDENT_BASE_SOURCE)
+    else:
+        teacher = _prepare(cfg, cfg.teacher, datamodule.teacher_data(), run_dir, "teacher")
     L.seed_everything(cfg.seed, workers=True)
     student_tokenizer = load_tokenizer(cfg.student.path) if cfg.student.get("path") else datamodule.tokenizer
     if datamodule.cross_tokenizer:  # two vocabularies by design: aligned, not reconciled
@@ -311,7 +322,10 @@ def evaluate_language_model(cfg: DictConfig, overrides: list[str], out_dir: Path
     if "cache_dir" in given:
         run_cfg.cache_dir = cfg.cache_dir
     datamodule = instantiate(run_cfg.data)
-    teacher = _prepare(run_cfg, run_cfg.teacher, datamodule, out_dir, "teacher", allow_training=bool(cfg.get("train_teacher")))
+    if is_student_base(run_cfg.teacher):
+        teacher = _student_base_again(run_cfg, datamodule, folder.parent / "summary.json")
+    else:
+        teacher = _prepare(run_cfg, run_cfg.teacher, datamodule, out_dir, "teacher", allow_training=bool(cfg.get("train_teacher")))
     if teacher.origin == "cache" and teacher.model is not None:
         log.info("Teacher read from the cache: %s", teacher.source)
     student, tokenizer = load_causal_lm(str(folder), {}, {}), load_tokenizer(str(folder))
@@ -331,6 +345,21 @@ def evaluate_language_model(cfg: DictConfig, overrides: list[str], out_dir: Path
     return {**report, "files": files}
 
 
+def _student_base_again(run_cfg: DictConfig, datamodule: Any, summary_file: Path) -> PreparedTeacher:
+    """The teacher of a ``teacher=student_base`` run, rebuilt as the run built its student (same seed), checked
+    against the base weights' hash in the run's summary."""
+    with L.pytorch.utilities.seed.isolate_rng():
+        L.seed_everything(run_cfg.seed, workers=True)
+        student = build_model(run_cfg.student.name, datamodule.num_classes, **_options(run_cfg.student))
+    teacher = PreparedTeacher(instantiate(run_cfg.teacher)(student), origin="student", source=STUDENT_BASE_SOURCE)
+    expected = json.loads(summary_file.read_text())["teacher"]["sha256"] if summary_file.is_file() else None
+    if expected is None or weights_sha256(teacher.model) != expected:
+        reason = f"{summary_file} is missing" if expected is None else "the rebuilt base weights differ from the run's"
+        raise DistillError(f"the run's teacher was its student's base model (teacher=student_base) and cannot be rebuilt: "
+                           f"{reason}; evaluate the student with a run of another teacher")
+    return teacher
+
+
 def _options(model_cfg: DictConfig) -> dict[str, Any]:
     return model_spec(model_cfg).options
 
@@ -346,6 +375,8 @@ def _key_options(options: dict[str, Any]) -> dict[str, Any]:
 
 def _model_name(model_cfg: DictConfig) -> str:
     """A readable name: the saved model's directory, or the model type and depth of a built one."""
+    if is_student_base(model_cfg):
+        return "student base"
     if model_cfg.get("path"):
         return Path(str(model_cfg.path)).name
     config = model_cfg.get("config") or {}

@@ -144,8 +144,22 @@ def member_config(cfg: DictConfig, name: str, member: Any) -> tuple[DictConfig, 
     return member, None if data is None else OmegaConf.merge(cfg.data, data)
 
 
+#: ``teacher=student_base``: LoRA self-distillation, the student's base model with its adapters disabled
+STUDENT_BASE = "distill.teachers.adapters_disabled.AdaptersDisabled"
+
+
+def is_student_base(teacher: DictConfig) -> bool:
+    """Whether the teacher config is ``teacher=student_base`` (built from the run's student, not by name)."""
+    return teacher.get("_target_") == STUDENT_BASE
+
+
 def check_teacher_names(teacher: DictConfig) -> None:
     """Fail before any training on an unknown teacher (or member) name, or an ensemble without members."""
+    if is_student_base(teacher):
+        raise DistillError(
+            "teacher=student_base (the student's base model with its LoRA adapters disabled) is for language models; "
+            "use it with experiment=lm (or data=lm_text) and student.lora.r=8, or give another teacher"
+        )
     if not is_ensemble(teacher):
         check_model_name(teacher.name)
         # a mandatory ??? of the teacher's config is named before the student is built from it

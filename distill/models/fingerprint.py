@@ -21,4 +21,8 @@ def weights_sha256(model: nn.Module) -> str:
 
 
 def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """The model's parameters; for a teacher that owns none but runs on another model's (the LoRA student's base,
+    :class:`~distill.teachers.adapters_disabled.AdaptersDisabled`), those it runs on."""
+    base = getattr(model, "base_parameters", None)
+    tensors = base().values() if callable(base) else model.parameters()
+    return sum(p.numel() for p in tensors)

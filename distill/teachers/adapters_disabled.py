@@ -9,6 +9,8 @@ hash still proves that training never changed them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -24,10 +26,12 @@ class AdaptersDisabled(nn.Module):
     Args:
         student: a ``peft`` model (e.g. from :func:`distill.models.lora.with_lora`); kept by
             reference, outside this module's tree.
+        name: ignored; the display name the command line's ``teacher=student_base`` config carries.
     """
 
-    def __init__(self, student: nn.Module) -> None:
+    def __init__(self, student: nn.Module, name: str = "student_base") -> None:
         super().__init__()
+        del name  # the config's display name (conf/teacher/student_base.yaml), not a setting
         if not is_lora(student):
             raise DistillError(
                 f"the teacher 'student with adapters disabled' needs a LoRA student, got a {type(student).__name__}; "
@@ -36,12 +40,27 @@ class AdaptersDisabled(nn.Module):
         self.__dict__["student"] = student  # not a submodule: the teacher owns no parameters
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        with self._base_model() as model:
+            return model(*args, **kwargs)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """The base model's ``generate`` (the report's sample continuations, sequence-level KD)."""
+        with self._base_model() as model:
+            return model.generate(*args, **kwargs)
+
+    @property
+    def config(self) -> Any:
+        """The base model's configuration (its context length, vocabulary)."""
+        return self.student.config
+
+    @contextmanager
+    def _base_model(self) -> Iterator[nn.Module]:
         model = self.student
         modes = [(m, m.training) for m in model.modules()]
         model.eval()  # a teacher runs without dropout, whatever mode the student is in
         try:
             with model.disable_adapter():
-                return model(*args, **kwargs)
+                yield model
         finally:
             for module, mode in modes:
                 module.training = mode

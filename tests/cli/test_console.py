@@ -15,7 +15,7 @@ from distill.cli import console
 
 #: Lightning's chatter that a default run must not print (checked on stdout and stderr)
 CHATTER = ("GPU available", "TPU available", "Seed set", "litlogger", "on_before_batch_transfer", "Trainable params",
-           "Restoring states", "`Trainer.fit` stopped", "LOCAL_RANK")
+           "Restoring states", "`Trainer.fit` stopped", "LOCAL_RANK", "No CUDA runtime is found")
 
 
 def test_a_default_run_is_quiet_and_says_each_phase(tiny_run_files):
@@ -32,7 +32,7 @@ def test_a_default_run_is_quiet_and_says_each_phase(tiny_run_files):
     # bar off: one line per epoch with the total and each term
     epochs = [line for line in lines if line.startswith("epoch 1/1")]
     assert len(epochs) == 2  # the teacher's and the student's
-    assert re.search(r"loss \S+ \(kd \S+, ce \S+\)  val/\w+ ", epochs[1]), epochs[1]
+    assert re.search(r"loss \S+ \(0\.9 kd \S+, 0\.1 ce \S+\)  val/\w+ ", epochs[1]), epochs[1]
     # the report once (no Markdown summary after the table), then where the files are
     assert out.count("Distillation report") == 1 and "# Distillation summary" not in out
     assert lines[-3:] == [
@@ -62,6 +62,47 @@ def test_an_error_during_training_is_the_last_line_and_alone(tiny_run_files, tin
 def test_epoch_line_shows_total_each_term_and_validation():
     line = console.epoch_line(2, 10, {"train/loss": 96.8, "train/loss/fitnet": 96.5, "train/loss/kd": 0.3}, {"val/acc": 0.5}, 3.04)
     assert line == "epoch 2/10  loss 96.8 (fitnet 96.5, kd 0.3)  val/acc 0.5  3.0 s"
+    weighted = console.epoch_line(1, 3, {"train/loss": 2.0, "train/loss/kd": 2.0, "train/loss/ce": 2.0}, {}, 1.0, {"kd": 0.9, "ce": 0.1})
+    assert weighted == "epoch 1/3  loss 2 (0.9 kd 2, 0.1 ce 2)  1.0 s"
+
+
+def test_the_epoch_line_averages_the_total_and_each_term_over_every_step(make_cnn, capsys):
+    """Terms logged every 4th step only are still averaged over all steps, like the total (also under accumulation)."""
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from distill import DistillationModule
+    from distill.losses import KD, CrossEntropy
+
+    torch.manual_seed(0)
+    loader = DataLoader(TensorDataset(torch.randn(80, 1, 8, 8), torch.randint(0, 10, (80,))), batch_size=8)  # 10 steps
+    module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD(weight=0.7), "ce": CrossEntropy(weight=0.3)})
+    seen = {"loss": [], "kd": [], "ce": []}
+    step = module.training_step
+
+    def spy(batch, batch_idx):  # every step's values, read independently of the callback
+        loss = step(batch, batch_idx)
+        seen["loss"].append(float(loss.detach()))
+        for name in ("kd", "ce"):
+            seen[name].append(float(module.step_losses[f"train/loss/{name}"]))
+        return loss
+
+    module.training_step = spy
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, log_every_n_steps=4, accumulate_grad_batches=2,
+                        callbacks=[console.EpochLines()])
+    trainer.fit(module, loader)
+    line = [text for text in capsys.readouterr().out.splitlines() if text.startswith("epoch 1/1")]
+    assert len(line) == 1, line
+    found = re.fullmatch(r"epoch 1/1  loss (\S+) \(0\.7 kd (\S+), 0\.3 ce (\S+)\)  \d+\.\d s", line[0])
+    assert found, line[0]
+    total, kd, ce = map(float, found.groups())
+    mean = {name: sum(values) / len(values) for name, values in seen.items()}
+    assert len(seen["loss"]) == 10
+    assert total == pytest.approx(mean["loss"], rel=1e-3)
+    assert kd == pytest.approx(mean["kd"], rel=1e-3) and ce == pytest.approx(mean["ce"], rel=1e-3)
+    assert total == pytest.approx(0.7 * kd + 0.3 * ce, rel=2e-3)  # the line adds up
 
 
 def test_trainer_options_drop_the_model_summary_unless_verbose_or_asked():

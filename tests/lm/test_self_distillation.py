@@ -101,3 +101,73 @@ def test_a_student_without_adapters_or_a_teacher_dtype_is_refused_and_fsdp_leave
     assert shard_for_forward(teacher, FSDPStrategy()) is teacher  # sharded with the student, as part of it
     with pytest.raises(DistillError, match="cannot be kept in torch.bfloat16 apart from the student"):
         DistillationModule(base_and_student[1], teacher, {"kd": TokenKL()}, teacher_dtype="bfloat16")
+
+
+# -- the command line: teacher=student_base ------------------------------------------------------------------
+
+
+@pytest.mark.slow  # a whole LM job in-process (tokenizer, data, training, report): ~10 s on 2 cores
+def test_teacher_student_base_runs_lora_self_distillation_end_to_end(tmp_path, tiny_tokenizer_dir):
+    import json
+
+    from distill.cli.language_model import STUDENT_BASE_SOURCE
+    from tests.lm.test_lm_generation_run import run_in_process, tiny
+
+    overrides = ["experiment=lm", "teacher=student_base", "student.lora.r=4", *tiny(tmp_path, tiny_tokenizer_dir)]
+    overrides = [o for o in overrides if not o.startswith("teacher.")]  # the tiny teacher's settings: no teacher to build
+    cfg, summary = run_in_process(tmp_path, overrides)
+    teacher = summary["teacher"]
+    assert (teacher["name"], teacher["origin"], teacher["source"]) == ("student base", "student", STUDENT_BASE_SOURCE)
+    # nothing was trained first or cached for the teacher, and the base weights it runs on never changed
+    assert not (tmp_path / "cache" / "teachers").exists()
+    assert teacher["sha256"] == teacher["sha256_after"]
+    # the teacher is the student's base: the student's exported (merged) weights differ from it only by the adapters
+    report = json.loads((tmp_path / "run" / "report_lm.json").read_text())
+    rows = {row["role"]: row for row in report["rows"]}
+    lora_parameters = rows["student"]["parameters"] - rows["teacher"]["parameters"]
+    # GPT-2's c_attn gets LoRA by default: per layer r * (n_embd + 3 * n_embd) = 4 * (8 + 24) = 128 for 1 layer
+    assert lora_parameters == 4 * (8 + 3 * 8), rows
+    assert teacher["perplexity"] > 0 and summary["student"]["kl"] >= 0
+
+    # distill.evaluate rebuilds that teacher (the run's student config and seed), checked by its hash: same numbers
+    from omegaconf import OmegaConf, open_dict
+
+    from distill.cli.language_model import evaluate_language_model
+
+    with open_dict(cfg):
+        del cfg["hydra"]
+    (tmp_path / "run" / ".hydra").mkdir()
+    OmegaConf.save(cfg, tmp_path / "run" / ".hydra" / "config.yaml")
+    (tmp_path / "evaluation").mkdir()
+    again = evaluate_language_model(OmegaConf.create({"checkpoint": str(tmp_path / "run" / "student_model")}), [],
+                                    tmp_path / "evaluation")
+    again_rows = {row["role"]: row for row in again["rows"]}
+    assert again_rows["teacher"]["perplexity"] == pytest.approx(rows["teacher"]["perplexity"], rel=1e-5)
+    assert again_rows["student"]["kl"] == pytest.approx(rows["student"]["kl"], rel=1e-4, abs=1e-6)
+    summary_file = tmp_path / "run" / "summary.json"
+    written = json.loads(summary_file.read_text())
+    written["teacher"]["sha256"] = "0" * 64  # another base model: refused, not compared against silently
+    summary_file.write_text(json.dumps(written))
+    with pytest.raises(DistillError, match="teacher=student_base.*cannot be rebuilt: the rebuilt base weights differ"):
+        evaluate_language_model(OmegaConf.create({"checkpoint": str(tmp_path / "run" / "student_model")}), [],
+                                tmp_path / "evaluation")
+
+
+def test_teacher_student_base_without_a_lora_student_is_one_line(tmp_path, tiny_tokenizer_dir):
+    from tests.lm.test_lm_generation_run import run_in_process, tiny
+
+    overrides = [o for o in tiny(tmp_path, tiny_tokenizer_dir) if not o.startswith("teacher.")]
+    with pytest.raises(DistillError, match=r"needs a LoRA student, got a GPT2LMHeadModel; give the student adapters \(student.lora.r=8\)"):
+        run_in_process(tmp_path, ["experiment=lm", "teacher=student_base", *overrides])
+
+
+def test_teacher_student_base_on_a_classifier_run_is_one_line():
+    from hydra import compose, initialize_config_dir
+
+    from distill.cli.config_directory import config_dir
+    from distill.cli.teachers import check_teacher_names
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=["teacher=student_base"])
+    with pytest.raises(DistillError, match="teacher=student_base .* is for language models; use it with experiment=lm"):
+        check_teacher_names(cfg.teacher)
