@@ -181,8 +181,6 @@ def _run_across_tokenizers(cfg: DictConfig, datamodule: Any, run_dir: Path, star
                            trainer: L.Trainer, teacher: PreparedTeacher, student: nn.Module,
                            resume_from: str | None) -> dict[str, Any]:
     """Distillation from a teacher with another tokenizer: aligned batches, the cross-tokenizer terms, a per-model report."""
-    if cfg.get("baseline"):
-        raise DistillError("baseline=true is not available across tokenizers yet; set baseline=false")
     shared = None
     for term in loss.values():
         if isinstance(term, TokenExactMatchKL) and not len(term.student_ids):
@@ -202,8 +200,12 @@ def _run_across_tokenizers(cfg: DictConfig, datamodule: Any, run_dir: Path, star
     best = best_checkpoint(trainer)
     load_best_student(module, best)
     export_dir = save_language_model(student, datamodule.tokenizer, run_dir / "student_model")
-    report = cross_tokenizer_report({"teacher": (_model_name(cfg.teacher), teacher.model, datamodule.teacher_data()),
-                                     "student": (_model_name(cfg.student), student, datamodule)}, run_dir)
+    models = {"teacher": (_model_name(cfg.teacher), teacher.model, datamodule.teacher_data()),
+              "student": (_model_name(cfg.student), student, datamodule)}
+    if cfg.get("baseline"):  # the student trained alone on its own tokens: comparable with the student, token for token
+        L.seed_everything(cfg.seed, workers=True)
+        models["baseline"] = (_model_name(cfg.student), _prepare(cfg, cfg.student, datamodule, run_dir, "baseline").model, datamodule)
+    report = cross_tokenizer_report(models, run_dir)
     rows = {row["role"]: row for row in report["rows"]}
     summary = {
         "task": "language_model", "cross_tokenizer": True,
@@ -222,6 +224,8 @@ def _run_across_tokenizers(cfg: DictConfig, datamodule: Any, run_dir: Path, star
         "report": {"json": str(run_dir / "report_lm.json"), "markdown": str(run_dir / "report_lm.md")},
         "line": report["summary"],
     }
+    if "baseline" in rows:
+        summary["baseline"] = {k: rows["baseline"][k] for k in ("perplexity", "accuracy")}
     write_summary(summary, run_dir)
     print((run_dir / "report_lm.md").read_text(), flush=True)
     return summary

@@ -22,7 +22,8 @@ from distill.report.speed import size_on_disk_mb
 
 
 def cross_tokenizer_report(models: Mapping[str, tuple[str, nn.Module, Any]], run_dir: Path) -> dict[str, Any]:
-    """``models``: role -> (name, model, its data module); writes ``report_lm.json`` and ``report_lm.md``."""
+    """``models``: role -> (name, model, its data module), ``teacher`` and ``student`` and optionally ``baseline``
+    (the student trained alone, on the student's tokens); writes ``report_lm.json`` and ``report_lm.md``."""
     rows = []
     for role, (name, model, data) in models.items():
         row = token_fidelity({"teacher": model}, data.test_dataloader())["teacher"]
@@ -33,6 +34,11 @@ def cross_tokenizer_report(models: Mapping[str, tuple[str, nn.Module, Any]], run
     summary = (f"the student's perplexity is {by_role['student']['perplexity']:.1f} per token of its {by_role['student']['vocabulary']}-token "
                f"vocabulary, the teacher's {by_role['teacher']['perplexity']:.1f} per token of its {by_role['teacher']['vocabulary']} "
                "(different tokenizers: not comparable token for token)")
+    if "baseline" in by_role:  # the student's own tokenizer: these two compare token for token
+        base, student = by_role["baseline"], by_role["student"]
+        verdict = "lower" if student["perplexity"] < base["perplexity"] else "not lower"
+        summary += (f"; the student trained alone: perplexity {base['perplexity']:.1f} on the same tokens "
+                    f"(distilled: {verdict})")
     report = {"rows": rows, "notes": ["teacher and student have different tokenizers: agreement and KL are not measured"],
               "summary": summary}
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ def test_a_teacher_with_a_larger_bpe_is_trained_then_distilled_with_uld(tmp_path
     result = subprocess.run(
         [sys.executable, "-m", "distill.run", *TINY_LM, "loss=lm_uld", f"data.train_file={docs}", "data.vocab_size=300",
          "data.teacher_vocab_size=330", "data.val_fraction=0.2", "data.test_fraction=0.2", "data.batch_size=4",
-         f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
+         "baseline=true", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -33,6 +33,14 @@ def test_a_teacher_with_a_larger_bpe_is_trained_then_distilled_with_uld(tmp_path
     assert set(summary["loss"]) == {"uld", "exact", "ce"} and "shared_tokens=" in summary["loss"]["exact"]
     assert "different tokenizers" in (tmp_path / "run" / "report_lm.md").read_text()
     assert (tmp_path / "run" / "student_model" / "config.json").is_file()
+    # baseline=true: the student trained alone, measured on the student's own tokens, next to it
+    rows = {row["role"]: row for row in json.loads((tmp_path / "run" / "report_lm.json").read_text())["rows"]}
+    assert set(rows) == {"teacher", "student", "baseline"} and rows["baseline"]["vocabulary"] == 300
+    assert summary["baseline"]["perplexity"] == rows["baseline"]["perplexity"] > 1
+    verdict = "lower" if rows["student"]["perplexity"] < rows["baseline"]["perplexity"] else "not lower"
+    assert f"the student trained alone: perplexity {rows['baseline']['perplexity']:.1f} on the same tokens (distilled: {verdict})" \
+        in summary["line"]
+    assert (tmp_path / "cache" / "baselines").is_dir()
     # the teacher's cache key is its own tokenization's: a plain run with that BPE finds the same teacher
     plain = subprocess.run(
         [sys.executable, "-m", "distill.run", *TINY_LM, f"data.train_file={docs}", "data.vocab_size=330",
