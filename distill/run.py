@@ -109,7 +109,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         batch_augment=instantiate(cfg.augment).for_classes(datamodule.num_classes) if cfg.get("augment") else None,
     )
     check_resumed_teacher(resume_from, module)
-    terms = " + ".join(f"{name} ×{term.weight:g}" if isinstance(getattr(term, "weight", None), (int, float)) else name for name, term in loss.items())
+    terms = console.loss_terms_text(loss)
     console.PHASES.enter("distill", f"distilling {cfg.teacher.name} into {cfg.student.name} ({console.epochs(cfg.trainer.max_epochs)}, loss {terms})")
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     if not trainer.is_global_zero:

@@ -189,6 +189,12 @@ class Phases:
 PHASES = Phases()
 
 
+def loss_terms_text(loss: Mapping[str, Any]) -> str:
+    """``kd ×0.9 + ce ×0.1``: the terms of a phase line, each with its weight."""
+    return " + ".join(f"{name} ×{term.weight:g}" if isinstance(getattr(term, "weight", None), (int, float)) else name
+                      for name, term in loss.items())
+
+
 def epochs(n: Any) -> str:
     return f"{n} epoch" if n == 1 else f"{n} epochs"
 

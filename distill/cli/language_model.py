@@ -30,6 +30,7 @@ from distill.cli.lm_generation import apply_sequence_kd, on_policy_from_config
 from distill.cli.lm_teacher_cache import cached_loss_settings, fill_ahead, lm_teacher_cache_from_config
 from distill.cli.resume_checks import check_resumed_teacher, resume_checkpoint
 from distill.cli.saved_run import find_run_config, load_run_config
+from distill.cli import console
 from distill.cli.teachers import NOT_IN_TEACHER_KEY, is_student_base, model_spec, without
 from distill.cli.training import loss_terms, make_callbacks, make_logger, make_trainer
 from distill.errors import DistillError
@@ -91,6 +92,7 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
         teacher = PreparedTeacher(instantiate(cfg.teacher)(student), origin="student", source=STUDENT_BASE_SOURCE)
     else:
         teacher = _prepare(cfg, cfg.teacher, datamodule.teacher_data(), run_dir, "teacher")
+    console.PHASES.enter_once("teacher", f"teacher {_model_name(cfg.teacher)}: {teacher.source}")
     L.seed_everything(cfg.seed, workers=True)
     student_tokenizer = load_tokenizer(cfg.student.path) if cfg.student.get("path") else datamodule.tokenizer
     if datamodule.cross_tokenizer:  # two vocabularies by design: aligned, not reconciled
@@ -107,6 +109,7 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
         on_policy=on_policy_from_config(cfg, datamodule),
     )
     check_resumed_teacher(resume_from, module)
+    _distilling_phase(cfg, loss)
     with teacher_outputs or contextlib.nullcontext():
         if teacher_outputs is not None and trainer.world_size > 1:
             fill_ahead(teacher_outputs, cfg, datamodule, teacher_model)  # each process sees only its share of an epoch
@@ -122,8 +125,10 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
     models = {"teacher": (_model_name(cfg.teacher), teacher_model), "student": (_model_name(cfg.student), student_run)}
     if cfg.get("baseline"):
         L.seed_everything(cfg.seed, workers=True)
-        baseline = _prepare(cfg, cfg.student, datamodule, run_dir, "baseline").model
-        models["baseline"] = (_model_name(cfg.student), reconcile_vocabularies(teacher.model, baseline, datamodule.tokenizer, student_tokenizer)[1])
+        baseline = _prepare(cfg, cfg.student, datamodule, run_dir, "baseline")
+        console.PHASES.enter_once("baseline", f"baseline {_model_name(cfg.student)}: {baseline.source}")
+        models["baseline"] = (_model_name(cfg.student), reconcile_vocabularies(teacher.model, baseline.model, datamodule.tokenizer, student_tokenizer)[1])
+    console.PHASES.enter("measure", f"measuring the {', the '.join(models)} on the test set (perplexity, agreement, KL, speed)")
     report = language_model_report(models, datamodule, run_dir, notes=[note] if note else [],
                                    speed=bool(cfg.get("report", {}).get("speed", True)))
     (run_dir / "mask_audit.txt").write_text(audit + "\n")
@@ -155,6 +160,7 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
         summary["baseline"] = {k: rows["baseline"][k] for k in ("perplexity", "agreement", "kl")}
     write_summary(summary, run_dir)
     print((run_dir / "report_lm.md").read_text(), flush=True)
+    console.say(console.pointers(summary))
     return summary
 
 
@@ -194,6 +200,7 @@ def _run_across_tokenizers(cfg: DictConfig, datamodule: Any, run_dir: Path, star
         teacher_source=teacher.source, teacher_dtype=cfg.teacher.get("dtype"),
     )
     check_resumed_teacher(resume_from, module)
+    _distilling_phase(cfg, loss)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     if not trainer.is_global_zero:
         return {}
@@ -204,7 +211,10 @@ def _run_across_tokenizers(cfg: DictConfig, datamodule: Any, run_dir: Path, star
               "student": (_model_name(cfg.student), student, datamodule)}
     if cfg.get("baseline"):  # the student trained alone on its own tokens: comparable with the student, token for token
         L.seed_everything(cfg.seed, workers=True)
-        models["baseline"] = (_model_name(cfg.student), _prepare(cfg, cfg.student, datamodule, run_dir, "baseline").model, datamodule)
+        baseline = _prepare(cfg, cfg.student, datamodule, run_dir, "baseline")
+        console.PHASES.enter_once("baseline", f"baseline {_model_name(cfg.student)}: {baseline.source}")
+        models["baseline"] = (_model_name(cfg.student), baseline.model, datamodule)
+    console.PHASES.enter("measure", f"measuring the {', the '.join(models)} on the test set, each on its own tokens (perplexity)")
     report = cross_tokenizer_report(models, run_dir)
     rows = {row["role"]: row for row in report["rows"]}
     summary = {
@@ -228,6 +238,7 @@ def _run_across_tokenizers(cfg: DictConfig, datamodule: Any, run_dir: Path, star
         summary["baseline"] = {k: rows["baseline"][k] for k in ("perplexity", "accuracy")}
     write_summary(summary, run_dir)
     print((run_dir / "report_lm.md").read_text(), flush=True)
+    console.say(console.pointers(summary))
     return summary
 
 
@@ -279,9 +290,20 @@ def _data_key(data: DictConfig, role: str) -> dict[str, Any]:
     return settings
 
 
+def _distilling_phase(cfg: DictConfig, loss: dict[str, Any]) -> None:
+    teacher, student = _model_name(cfg.teacher), _model_name(cfg.student)
+    console.PHASES.enter("distill", f"distilling {teacher} into {student} ({console.epochs(cfg.trainer.max_epochs)}, "
+                                    f"loss {console.loss_terms_text(loss)})")
+
+
 def _training(cfg: DictConfig, datamodule: Any, run_dir: Path, name: str, epochs: int, optimizer: Any,
               lr_scheduler: Any) -> Callable[[nn.Module], None]:
+    role = name.removesuffix("_training")
+
     def train(model: nn.Module) -> None:
+        model_cfg = cfg.teacher if role == "teacher" else cfg.student
+        what = "the teacher" if role == "teacher" else "the student alone, the baseline"
+        console.PHASES.enter(role, f"training {what} ({_model_name(model_cfg)}, {console.epochs(epochs)})")
         trainer = make_trainer(
             cfg, devices=1, num_nodes=1, strategy="auto", max_epochs=epochs,
             logger=L.pytorch.loggers.CSVLogger(run_dir, name=name, version=""), callbacks=[], enable_checkpointing=False,
