@@ -44,6 +44,16 @@ def test_experiment_lm_trains_the_teacher_distils_and_reports(tmp_path):
     assert (run / "student_model" / "config.json").is_file() and (run / "student_model" / "tokenizer.json").is_file()
     assert "# Language-model report" in result.stdout and report["summary"] in result.stdout
     assert len(list((tmp_path / "cache" / "teachers").glob("hf_causal_lm-*.pt"))) == 1
+    # the console: numbered phases as in the vision run, one weighted line per epoch, the pointers last
+    lines = result.stdout.splitlines()
+    phases = [line for line in lines if line.startswith("[")]
+    assert phases == [
+        "[1/3] training the teacher (gpt2-2x32, 1 epoch)",
+        "[2/3] distilling gpt2-2x32 into gpt2-2x16 (1 epoch, loss kd ×0.9 + ce ×0.1)",
+        "[3/3] measuring the teacher, the student on the test set (perplexity, agreement, KL, speed)",
+    ], phases
+    assert any(line.startswith("epoch 1/1  loss ") and "(0.9 kd " in line for line in lines), lines
+    assert lines[-2:] == [f"report: {run / 'report_lm.md'}", f"student weights: {run / 'student_model'}"], lines[-4:]
 
 
 @pytest.mark.slow
