@@ -44,3 +44,23 @@ def test_without_a_baseline_there_is_no_gain_column(tmp_path):
     write_job(tmp_path, "0", ["seed=1"], val=0.5, test=0.5)
     summarize_sweep(tmp_path)
     assert "KD vs student alone" not in (tmp_path / "summary.md").read_text()
+
+
+def test_over_seeds_the_gain_gets_its_mean_and_standard_error(tmp_path):
+    for job, (temperature, seed, gain) in enumerate([("4", "0", 1.0), ("4", "1", 2.0), ("4", "2", 3.0),
+                                                     ("1", "0", 0.5), ("1", "1", -0.5), ("2", "0", 9.0)]):
+        write_job(tmp_path, str(job), [f"loss.kd.temperature={temperature}", f"seed={seed}"], val=0.5, test=0.5, gain=gain)
+    summarize_sweep(tmp_path)
+    lines = [line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("- KD vs")]
+    # worked by hand: T=4: mean 2.0, sd 1.0, SE 1/sqrt(3) = 0.577; T=1: mean 0.0, sd 0.707, SE 0.5; T=2: one seed, no line
+    assert sorted(lines) == [
+        "- KD vs student alone (loss.kd.temperature=1), seeds 0, 1: +0.0 ± 0.5 points (mean ± SE), within the noise (|mean| <= 2 SE)",
+        "- KD vs student alone (loss.kd.temperature=4), seeds 0, 1, 2: +2.0 ± 0.6 points (mean ± SE), beyond the noise (|mean| > 2 SE)",
+    ]
+
+
+def test_a_sweep_without_seeds_has_no_noise_line(tmp_path):
+    write_job(tmp_path, "0", ["loss.kd.temperature=1"], val=0.5, test=0.5, gain=1.0)
+    write_job(tmp_path, "1", ["loss.kd.temperature=2"], val=0.5, test=0.5, gain=2.0)
+    summarize_sweep(tmp_path)
+    assert "- KD vs" not in (tmp_path / "summary.md").read_text()

@@ -109,8 +109,36 @@ def summarize_sweep(sweep_dir: str | Path) -> list[dict[str, Any]]:
             *([points(row.get("kd_vs_alone_points"))] if gains else []), str(row.get("seconds", "")), status,
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    noise = gain_over_seeds(rows, swept)
+    if noise:
+        lines += ["", *noise]
     atomic_write_text(sweep_dir / "summary.md", "\n".join(lines) + "\n")
     return rows
+
+
+def gain_over_seeds(rows: list[dict[str, Any]], swept: list[str]) -> list[str]:
+    """With ``seed`` swept and ``baseline=true``: per setting of the other swept keys, KD's gain over the seeds,
+    mean ± standard error, and whether it is beyond the noise (|mean| > 2 SE). Needs two seeds or more."""
+    if "seed" not in swept:
+        return []
+    others = [key for key in swept if key != "seed"]
+    groups: dict[tuple[str, ...], list[tuple[str, float]]] = {}
+    for row in rows:
+        if row["status"] == "ok" and row.get("kd_vs_alone_points") is not None:
+            groups.setdefault(tuple(row[key] for key in others), []).append((row["seed"], float(row["kd_vs_alone_points"])))
+    lines = []
+    for setting, gains in groups.items():
+        if len(gains) < 2:
+            continue
+        values = [gain for _, gain in gains]
+        mean = sum(values) / len(values)
+        se = (sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values)) ** 0.5
+        where = ", ".join(f"{key}={value}" for key, value in zip(others, setting) if value)
+        seeds = ", ".join(seed for seed, _ in sorted(gains))
+        verdict = "beyond the noise (|mean| > 2 SE)" if abs(mean) > 2 * se else "within the noise (|mean| <= 2 SE)"
+        lines.append(f"- KD vs student alone{f' ({where})' if where else ''}, seeds {seeds}: "
+                     f"{mean:+.1f} ± {se:.1f} points (mean ± SE), {verdict}")
+    return lines
 
 
 class SweepSummary(Callback):
