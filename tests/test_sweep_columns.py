@@ -49,10 +49,11 @@ def test_without_a_baseline_there_is_no_gain_column(tmp_path):
 def test_over_seeds_the_gain_gets_its_mean_and_standard_error(tmp_path):
     for job, (temperature, seed, gain) in enumerate([("4", "0", 1.0), ("4", "1", 2.0), ("4", "2", 3.0),
                                                      ("1", "0", 0.5), ("1", "1", -0.5), ("2", "0", 9.0)]):
-        write_job(tmp_path, str(job), [f"loss.kd.temperature={temperature}", f"seed={seed}"], val=0.5, test=0.5, gain=gain)
+        write_job(tmp_path, str(job), ["baseline=true", f"loss.kd.temperature={temperature}", f"seed={seed}"],
+                  val=0.5, test=0.5, gain=gain)
     summarize_sweep(tmp_path)
     lines = [line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("- KD vs")]
-    # worked by hand: T=4: mean 2.0, sd 1.0, SE 1/sqrt(3) = 0.577; T=1: mean 0.0, sd 0.707, SE 0.5; T=2: one seed, no line
+    # baseline=true is the same in every job, so it does not name a group; worked by hand: T=4: mean 2.0, sd 1.0, SE 1/sqrt(3) = 0.577; T=1: mean 0.0, sd 0.707, SE 0.5; T=2: one seed, no line
     assert sorted(lines) == [
         "- KD vs student alone (loss.kd.temperature=1), seeds 0, 1: +0.0 ± 0.5 points (mean ± SE), within the noise (|mean| <= 2 SE)",
         "- KD vs student alone (loss.kd.temperature=4), seeds 0, 1, 2: +2.0 ± 0.6 points (mean ± SE), beyond the noise (|mean| > 2 SE)",

@@ -121,7 +121,8 @@ def gain_over_seeds(rows: list[dict[str, Any]], swept: list[str]) -> list[str]:
     mean ± standard error, and whether it is beyond the noise (|mean| > 2 SE). Needs two seeds or more."""
     if "seed" not in swept:
         return []
-    others = [key for key in swept if key != "seed"]
+    # the settings that tell the groups apart: keys other than the seed whose value differs between jobs
+    others = [key for key in swept if key != "seed" and len({row[key] for row in rows}) > 1]
     groups: dict[tuple[str, ...], list[tuple[str, float]]] = {}
     for row in rows:
         if row["status"] == "ok" and row.get("kd_vs_alone_points") is not None:
