@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import logging
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,7 @@ def gain_over_seeds(rows: list[dict[str, Any]], swept: list[str]) -> list[str]:
         if len(gains) < 2:
             continue
         values = [gain for _, gain in gains]
-        mean = sum(values) / len(values)
-        se = (sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values)) ** 0.5
+        mean, se = statistics.mean(values), statistics.stdev(values) / len(values) ** 0.5
         where = ", ".join(f"{key}={value}" for key, value in zip(others, setting) if value)
         seeds = ", ".join(seed for seed, _ in sorted(gains))
         verdict = "beyond the noise (|mean| > 2 SE)" if abs(mean) > 2 * se else "within the noise (|mean| <= 2 SE)"
