@@ -120,16 +120,20 @@ def list_data(config_dir: Path) -> str:
 
 def list_models() -> str:
     from distill.models.cifar import CIFAR_MODELS
+    from distill.models.mnist1d import MNIST1D_MODELS
     from distill.models.torchvision_models import torchvision_model_names
 
     return "\n".join([
         "teacher=NAME / student=NAME:",
         "CIFAR networks (32x32 input, no pretrained weights):",
         "  " + " ".join(CIFAR_MODELS),
+        "MNIST-1D models (1-D signals, data=mnist1d):",
+        "  " + " ".join(MNIST1D_MODELS),
         "torchvision classification models (teacher.weights=DEFAULT for pretrained):",
         "  " + " ".join(torchvision_model_names()),
         "timm models: timm:<name> (needs the timm extra), e.g. teacher=timm:resnet18",
-        "Hugging Face text classifiers: teacher=hf_sequence_classification teacher.name=<directory or hub id>",
+        "Hugging Face text classifiers: teacher=hf_sequence_classification teacher.path=<directory or hub id>",
+        "causal language models: teacher=tiny_gpt2 (built from a config, experiment=lm), teacher=hf_causal_lm teacher.path=<directory>",
     ])
 
 

@@ -174,10 +174,9 @@ def run_models(overrides: Sequence[str]) -> tuple[list[tuple[str, str, nn.Module
     from distill.cli.overrides import check_group_overrides
     from distill.cli.teachers import model_spec
     from distill.models import build_model, check_model_name
-    from distill.models.torchvision_models import torchvision_model_names
     from distill.report.measurement import evaluation_loader, example_input
 
-    overrides = check_group_overrides(list(overrides), config_dir(), torchvision_model_names)
+    overrides = check_group_overrides(list(overrides), config_dir())
     check_override_keys(overrides, config_dir())
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

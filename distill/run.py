@@ -45,7 +45,6 @@ from distill.cli.training import check_labels_for, loss_terms, make_callbacks, m
 from distill.errors import DistillError
 from distill.io import atomic_torch_save
 from distill.models import check_model_name, weights_sha256
-from distill.models.torchvision_models import torchvision_model_names
 from distill.module import DistillationModule
 from distill.report.run_report import distillation_report
 from distill.report.run_summary import run_summary, write_summary
@@ -195,7 +194,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def _check_argv(argv: list[str]) -> list[str]:
-    argv = check_group_overrides(argv, config_dir(), torchvision_model_names)
+    argv = check_group_overrides(argv, config_dir())
     check_loss_order(argv, config_dir())
     check_override_keys(argv, config_dir())
     check_run_dirs(argv)

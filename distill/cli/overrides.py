@@ -2,38 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from distill.cli.config_directory import config_dir
+from distill.cli.model_shortcuts import MODEL_GROUPS, register_model_shortcuts
 from distill.errors import DistillError, close_matches
 from distill.models.torchvision_models import torchvision_model_names
 
-#: config groups whose options are files in conf/<group>/
+#: config groups whose options are files in conf/<group>/ (and, for the model groups, stored names)
 GROUPS = ("teacher", "student", "loss", "data", "trainer", "lr_scheduler", "experiment")
-#: groups where any torchvision model name is accepted as an option
-MODEL_GROUPS = ("teacher", "student")
 
 
 def group_options(config_dir: Path, group: str) -> list[str]:
-    """The options of ``group``: its files' paths without ``.yaml`` (``cifar100/resnet56_resnet20``)."""
+    """The options of ``group``: its files' paths without ``.yaml`` (``cifar100/resnet56_resnet20``)
+    and, for ``teacher`` and ``student``, every model name registered in Hydra's ConfigStore."""
     folder = config_dir / group
-    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
+    files = [p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml")]
+    stored = []
+    if group in MODEL_GROUPS:
+        register_model_shortcuts(config_dir)
+        stored = [name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)]
+    return sorted({*files, *stored})
 
 
-def check_group_overrides(
-    argv: Sequence[str], config_dir: Path, model_names: Callable[[], Sequence[str]]
-) -> list[str]:
-    """Return ``argv`` with model-name shortcuts expanded; raise on unknown options.
+def check_group_overrides(argv: Sequence[str], config_dir: Path) -> list[str]:
+    """Return ``argv`` with prefixed model names expanded; raise on unknown options.
 
-    ``teacher=NAME`` for a torchvision model without its own config file
-    becomes ``teacher=torchvision teacher.name=NAME``, and a prefixed
-    ``teacher=timm:NAME`` becomes ``teacher=timm teacher.name=timm:NAME``. An option that is
-    neither raises :class:`DistillError` listing the close matches.
+    A prefixed ``teacher=timm:NAME`` becomes ``teacher=timm teacher.name=timm:NAME``. An
+    option that is not known raises :class:`DistillError` listing the close matches.
     """
     result = []
     for arg in argv:
@@ -48,20 +50,19 @@ def check_group_overrides(
         if not unknown:
             result.append(arg)
             continue
-        if group in MODEL_GROUPS and len(choices) == 1 and unknown[0] in model_names():
-            result += [f"{group}=torchvision", f"{group}.name={unknown[0]}"]
-            continue
         family = unknown[0].partition(":")[0]
         if group in MODEL_GROUPS and len(choices) == 1 and ":" in unknown[0] and family in options:
             # a prefixed name (timm:resnet18) uses its family's config
             result += [f"{group}={family}", f"{group}.name={unknown[0]}"]
             continue
         bad = unknown[0]
-        candidates = dict.fromkeys([*options, *(model_names() if group in MODEL_GROUPS else [])])
-        hint = close_matches(bad, candidates)
+        listed = options
+        if group in MODEL_GROUPS:  # torchvision's ~80 names are summed up, not listed
+            torchvision = set(torchvision_model_names())
+            listed = [o for o in options if o not in torchvision and o != "torchvision"]
         raise DistillError(
-            f"unknown {group} '{bad}'{hint}; available: {', '.join(o for o in options if o != 'torchvision')}"
-            + (" or any torchvision classification model name" if group in MODEL_GROUPS else "")
+            f"unknown {group} '{bad}'{close_matches(bad, options)}; available: {', '.join(listed)}"
+            + (" or any torchvision classification model name (distill models lists them)" if group in MODEL_GROUPS else "")
         )
     return result
 
@@ -71,7 +72,7 @@ def check_checkpoint_command(argv: Sequence[str], command: str) -> None:
     if not any(arg.startswith(("checkpoint=", "-")) for arg in argv):
         raise DistillError(f"give the file to read: python -m {command} checkpoint=outputs/<date>/<time>/checkpoints/best.ckpt")
     data = [arg for arg in argv if arg.partition("=")[0].removeprefix("override ") == "data"]
-    check_group_overrides(data, config_dir(), torchvision_model_names)
+    check_group_overrides(data, config_dir())
 
 
 def command_line_keys(overrides: Sequence[str]) -> dict[str, bool]:

@@ -13,7 +13,11 @@ from hydra import compose, initialize_config_dir
 
 from hydra.utils import instantiate
 
+from distill.cli.overrides import group_options
 from distill.models import ModelSpec, build_model
+from distill.models.cifar import CIFAR_MODELS
+from distill.models.mnist1d import MNIST1D_MODELS
+from distill.models.torchvision_models import torchvision_model_names
 from distill.cli.config_directory import config_dir
 
 CONF = config_dir()
@@ -21,8 +25,14 @@ CONF = config_dir()
 STAND_INS = {"torchvision": "mobilenet_v3_small", "cifar": "resnet8", "timm": "timm:test_resnet"}
 
 
+#: torchvision names that stand for the ~80 stored ones (building all of them would take minutes)
+TORCHVISION_SAMPLE = ("resnet18", "efficientnet_b0", "mobilenet_v3_small")
+
+
 def model_configs(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    """The group's files, every CIFAR and MNIST-1D name, and a sample of torchvision's names."""
+    files = {p.stem for p in (CONF / group).glob("*.yaml")}
+    return sorted(files | set(CIFAR_MODELS) | set(MNIST1D_MODELS) | set(TORCHVISION_SAMPLE))
 
 
 @pytest.mark.parametrize("group", ["teacher", "student"])
@@ -51,6 +61,19 @@ def test_every_model_config_composes_and_builds_with_10_classes(group, tiny_bert
             assert model is not None
     # the CIFAR networks and timm are among them
     assert {"resnet20", "wrn_40_2", "vgg13", "mobilenetv2", "shufflenetv2", "timm", "cifar", "hf_sequence_classification"} <= set(built)
+
+
+@pytest.mark.parametrize("group", ["teacher", "student"])
+def test_every_model_name_is_an_option_without_a_file_of_its_own(group):
+    options = set(group_options(CONF, group))
+    assert {*torchvision_model_names(), *CIFAR_MODELS, *MNIST1D_MODELS} <= options
+    files = {p.stem for p in (CONF / group).glob("*.yaml")}
+    assert not files & set(CIFAR_MODELS), "a CIFAR name needs no file: the ConfigStore holds it"
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for name, family_default in (("vit_b_16", "torchvision"), ("wrn_40_2", "cifar")):
+            node = compose("config", overrides=[f"{group}={name}"])[group]
+            generic = compose("config", overrides=[f"{group}={family_default}", f"{group}.name={name}"])[group]
+            assert node == generic  # the stored name is its family's generic config plus the name
 
 
 def test_cifar_configs_name_their_own_network():
