@@ -26,7 +26,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from distill.cli.language_model import evaluate_language_model, is_saved_language_model
+from distill.cli.lm_saved_run import evaluate_language_model, is_saved_language_model
 from distill.cli import console
 from distill.cli.config_directory import config_dir
 from distill.cli.error_policy import command_entry, guarded

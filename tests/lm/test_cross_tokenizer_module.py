@@ -79,7 +79,7 @@ def test_training_and_validation_run_without_comparing_the_vocabularies(cross_da
 def test_the_lm_job_refuses_terms_that_cannot_work_across_or_within_one_tokenizer(cross_data):
     from types import SimpleNamespace
 
-    from distill.cli.language_model import check_cross_tokenizer_terms
+    from distill.cli.lm_cross_tokenizer import check_cross_tokenizer_terms
     from distill.errors import DistillError
     from distill.losses import TokenKL
 

@@ -121,7 +121,7 @@ def test_without_peft_the_error_names_the_extra(monkeypatch, make_gpt2):
 def test_the_lm_experiment_composes_a_lora_student_with_checkpointing():
     from hydra import compose, initialize_config_dir
 
-    from distill.cli.language_model import _key_options, _options
+    from distill.cli.lm_models import key_options, model_options
     from distill.models.gradient_checkpointing import is_checkpointing
     from distill.run import config_dir
 
@@ -130,9 +130,9 @@ def test_the_lm_experiment_composes_a_lora_student_with_checkpointing():
         cfg = compose("config", overrides=["experiment=lm", "student.lora.r=4", "student.lora.target_modules=[c_attn,c_proj]",
                                            "student.gradient_checkpointing=true"])
     torch.manual_seed(0)
-    student = build_model(cfg.student.name, 300, **_options(cfg.student))
+    student = build_model(cfg.student.name, 300, **model_options(cfg.student))
     assert is_lora(student) and is_checkpointing(student)
     assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in adapter_parameter_names(student)} == {"c_attn", "c_proj"}
     # the defaults (no adapters, no checkpointing) leave a trained-first model's cache key as it was
-    assert _key_options(_options(plain.student)).keys() == {"path", "config_from", "config", "init_layers", "attn_implementation"}
-    assert _key_options(_options(cfg.student))["lora"]["r"] == 4
+    assert key_options(model_options(plain.student)).keys() == {"path", "config_from", "config", "init_layers", "attn_implementation"}
+    assert key_options(model_options(cfg.student))["lora"]["r"] == 4

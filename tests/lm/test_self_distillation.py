@@ -110,7 +110,7 @@ def test_a_student_without_adapters_or_a_teacher_dtype_is_refused_and_fsdp_leave
 def test_teacher_student_base_runs_lora_self_distillation_end_to_end(tmp_path, tiny_tokenizer_dir):
     import json
 
-    from distill.cli.language_model import STUDENT_BASE_SOURCE
+    from distill.cli.lm_models import STUDENT_BASE_SOURCE
     from tests.lm.test_lm_generation_run import run_in_process, tiny
 
     overrides = ["experiment=lm", "teacher=student_base", "student.lora.r=4", *tiny(tmp_path, tiny_tokenizer_dir)]
@@ -132,7 +132,7 @@ def test_teacher_student_base_runs_lora_self_distillation_end_to_end(tmp_path, t
     # distill.evaluate rebuilds that teacher (the run's student config and seed), checked by its hash: same numbers
     from omegaconf import OmegaConf, open_dict
 
-    from distill.cli.language_model import evaluate_language_model
+    from distill.cli.lm_saved_run import evaluate_language_model
 
     with open_dict(cfg):
         del cfg["hydra"]
