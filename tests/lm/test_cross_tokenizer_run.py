@@ -41,6 +41,19 @@ def test_a_teacher_with_a_larger_bpe_is_trained_then_distilled_with_uld(tmp_path
     assert f"the student trained alone: perplexity {rows['baseline']['perplexity']:.1f} on the same tokens (distilled: {verdict})" \
         in summary["line"]
     assert (tmp_path / "cache" / "baselines").is_dir()
+    # distill.evaluate on the saved student: each model on its own tokens again, the teacher from the run's cache
+    evaluate = [sys.executable, "-m", "distill.evaluate", f"checkpoint={tmp_path / 'run' / 'student_model'}",
+                f"out_dir={tmp_path / 'eval'}", f"hydra.run.dir={tmp_path / 'eval'}"]
+    evaluated = subprocess.run(evaluate, cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    again = {row["role"]: row for row in json.loads((tmp_path / "eval" / "report_lm.json").read_text())["rows"]}
+    assert again["teacher"]["vocabulary"] == 330 and again["student"]["vocabulary"] == 300
+    for role in ("teacher", "student"):
+        assert again[role]["perplexity"] == pytest.approx(rows[role]["perplexity"], rel=1e-4), role
+    refused = subprocess.run([*evaluate, "per_sample=true"], cwd=tmp_path, capture_output=True, text=True, timeout=900,
+                             check=False)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith(
+        "error: per_sample=true compares the two models token by token"), refused.stderr[-2000:]
     # the teacher's cache key is its own tokenization's: a plain run with that BPE finds the same teacher
     plain = subprocess.run(
         [sys.executable, "-m", "distill.run", *TINY_LM, f"data.train_file={docs}", "data.vocab_size=330",
