@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from distill.data.base import check_cacheable
 from distill.errors import DistillError
 from distill.losses.base import LossTerm
 from distill.models import ModelSpec, check_model_name, weights_sha256
-from distill.teachers import PreparedTeacher, TeacherCache, TeacherEnsemble, TeacherOutputCache, prepare_teacher
+from distill.teachers import PreparedTeacher, TeacherCache, TeacherOutputCache, prepare_teacher
+from distill.teachers.ensemble_spec import EnsembleSpec
 
 log = logging.getLogger("distill")
 
@@ -26,8 +28,10 @@ NOT_IN_TEACHER_KEY = {
     "default_root_dir", "callbacks", "logger", "devices", "num_nodes", "strategy", "sync_batchnorm",
     "with_index", "download",
 }
-#: keys of teacher=ensemble's config that describe the ensemble, not a model
-_ENSEMBLE_KEYS = {"name", "members", "combine", "member_weights", "temperature", "train"}
+#: the constructor of teacher=ensemble's config (a saved run's config may name none)
+_ENSEMBLE_TARGET = "distill.teachers.ensemble_spec.EnsembleSpec"
+#: keys of teacher=ensemble's config: EnsembleSpec's arguments and Hydra's own
+_ENSEMBLE_KEYS = {*inspect.signature(EnsembleSpec).parameters, "_target_", "_recursive_", "_convert_"}
 
 
 #: the constructor of a teacher/student config that names none (a run saved before configs had a
@@ -75,26 +79,29 @@ def teacher_spec(cfg: DictConfig, teacher: DictConfig, datamodule: Any, data: Di
 
 
 def is_ensemble(teacher: DictConfig) -> bool:
-    return teacher.get("members") is not None
+    return teacher.get("_target_") == _ENSEMBLE_TARGET or teacher.get("members") is not None
+
+
+def ensemble_spec(teacher: DictConfig) -> EnsembleSpec:
+    """Instantiate teacher=ensemble's config; its members and schedule stay configs."""
+    node = teacher.copy()
+    with open_dict(node):
+        node.setdefault("_target_", _ENSEMBLE_TARGET)
+    return instantiate(node, _recursive_=False)
 
 
 def teacher_from_config(cfg: DictConfig, datamodule: Any, run_dir: Path) -> PreparedTeacher:
     """The run's teacher (or ensemble of teachers), each obtained from its checkpoint, weights or the cache."""
     if not is_ensemble(cfg.teacher):
         return _one_teacher(cfg, cfg.teacher, datamodule, None, run_dir, "teacher_training")
-    prepared = {}
-    for name, member in cfg.teacher.members.items():
+    spec, prepared = ensemble_spec(cfg.teacher), {}
+    for name, member in spec.members.items():
         member, data = member_config(cfg, name, member)
         member_data = datamodule if data is None else instantiate(data)
         prepared[name] = _one_teacher(cfg, member, member_data, data, run_dir, f"teacher_training_{name}")
-    ensemble = TeacherEnsemble(
-        {name: p.model for name, p in prepared.items()},
-        combine=cfg.teacher.combine,
-        weights=OmegaConf.to_container(cfg.teacher.member_weights) if cfg.teacher.get("member_weights") else None,
-        temperature=cfg.teacher.get("temperature", 1.0),
-    )
+    ensemble = spec.ensemble({name: p.model for name, p in prepared.items()})
     origins = dict.fromkeys(p.origin for p in prepared.values())
-    source = f"ensemble ({cfg.teacher.combine}) of " + "; ".join(f"{n}: {p.source}" for n, p in prepared.items())
+    source = f"ensemble ({spec.combine}) of " + "; ".join(f"{n}: {p.source}" for n, p in prepared.items())
     return PreparedTeacher(ensemble, "+".join(origins), source)
 
 
