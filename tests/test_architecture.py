@@ -113,3 +113,18 @@ def test_relative_and_submodule_imports_are_read(tmp_path):
     finally:
         globals()["PACKAGE"] = Path(__file__).resolve().parent.parent / "distill"
     assert {"distill.run", "distill.cli.overrides", "omegaconf.errors"} <= found
+
+
+#: the length over which a module of distill says at its top why it is that long
+LONG_MODULE = 300
+
+
+def test_a_long_module_says_why_at_its_top():
+    package = PACKAGE
+    unexplained = []
+    for path in sorted(package.rglob("*.py")):
+        text = path.read_text()
+        docstring = ast.get_docstring(ast.parse(text)) or ""
+        if text.count("\n") > LONG_MODULE and f"Over {LONG_MODULE} lines for a reason" not in docstring:
+            unexplained.append(f"{path.relative_to(package)} ({text.count(chr(10))} lines)")
+    assert not unexplained, f"over {LONG_MODULE} lines without a reason at the top: " + ", ".join(unexplained)

@@ -11,6 +11,8 @@ example batch and on its first sample alone, and compared with the PyTorch
 model; only when the largest absolute difference of the outputs is within the
 tolerance is it renamed into place. ``python -m distill.export`` (:mod:`distill.export`)
 is the command line around :func:`export_model`.
+
+Over 300 lines for a reason: the four formats share the write-check-rename steps, kept together.
 """
 
 from __future__ import annotations

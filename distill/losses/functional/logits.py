@@ -1,4 +1,8 @@
-"""Losses on the models' outputs (logits): KD and its relatives."""
+"""Losses on the models' outputs (logits): KD and its relatives.
+
+Over 300 lines for a reason: one pure function per method with its formula in the docstring,
+like ``torch.nn.functional``; splitting them would scatter the shared argument checks.
+"""
 
 from __future__ import annotations
 
