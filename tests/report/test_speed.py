@@ -88,7 +88,9 @@ def test_identical_models_are_not_reported_faster():
 def test_a_model_ten_times_slower_is_measured_so_and_not_within_noise():
     timing = compare_latency({"teacher": _Spins(0.01), "student": _Spins(0.001)}, torch.randn(2, 4), mode="quick")
     ratio = timing["teacher"]["latency_b1_ms"] / timing["student"]["latency_b1_ms"]
-    assert 5 < ratio < 12  # 10 ms vs 1 ms of CPU (plus a Linear layer and the call's overhead)
+    # 10 ms vs 1 ms of CPU time (plus a Linear layer and the call's overhead); on a loaded machine the longer
+    # spin is preempted more often, so the wall-clock ratio can read well above 10
+    assert 5 < ratio < 30
     assert timing["student"]["speedup_b1_low"] > 1 and not timing["student"]["speedup_b1_within_noise"]
     assert timing["teacher"]["latency_b1_ms"] >= 10.0 and timing["teacher"]["threads"] == torch.get_num_threads()
     assert timing["teacher"]["latency_b1_iqr_ms"] >= 0
