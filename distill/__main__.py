@@ -34,7 +34,7 @@ usage: distill evaluate checkpoint=PATH [KEY=VALUE ...]
 
 examples:
   distill evaluate checkpoint=outputs/2026-01-01/12-00-00/checkpoints/best.ckpt
-  distill evaluate checkpoint=PATH split=val out_dir=eval/
+  distill evaluate checkpoint=PATH out_dir=eval/ per_sample=true   # also per_sample.csv
 """),
     "export": ("distill.export", "export a trained student (torch.export, TorchScript, ONNX, a state_dict or save_pretrained)", """\
 usage: distill export checkpoint=PATH [format=torch_export|torchscript|onnx|state_dict|huggingface] [out=PATH]
@@ -45,10 +45,16 @@ examples:
 """),
     "layers": ("distill.layers", "list a model's layers and output shapes (for feature losses)", """\
 usage: distill layers teacher=NAME student=NAME [model=NAME] [image_size=32] [channels=3] [num_classes=10]
+                      [depth=N] [pairs=true] [RUN OVERRIDES ...]
+
+depth=N keeps the layers at most N names deep; pairs=true lists the student/teacher layer pairs of the
+same spatial size; a run's overrides (experiment=..., data.image_size=...) list its models on its data.
 
 examples:
   distill layers teacher=resnet50 student=resnet18
   distill layers model=resnet20 image_size=32
+  distill layers teacher=resnet50 student=resnet18 pairs=true depth=1
+  distill layers experiment=quick data.image_size=16          # the run's models on its data
 """),
     "models": ("", "list the model names teacher= and student= take", """\
 usage: distill models

@@ -9,7 +9,6 @@ import sys
 
 import pytest
 
-from distill.install_hint import install_command
 
 TINY = [
     "teacher=resnet18", "student=mobilenet_v3_small", "data.image_size=8", "trainer.max_epochs=1",
@@ -37,9 +36,22 @@ def test_optional_logger(name, tmp_path):
     if importlib.util.find_spec(package) is None:
         assert result.returncode == 2
         assert "needs a package that is not installed" in result.stderr
-        assert f"{install_command('loggers')} or use logger=csv" in result.stderr  # run from this checkout
+        assert f"; pip install {package} or use logger=csv" in result.stderr  # the one package it needs
+        assert not (tmp_path / "cache").exists() and "[1/" not in result.stdout  # before the teacher trained
         assert "Traceback" not in result.stderr
     else:
         assert result.returncode == 0, result.stderr[-2000:]
         assert (run_dir / written).exists()
         assert (run_dir / "report.json").is_file()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None, reason="tensorboard is installed")
+def test_a_missing_logger_package_fails_before_the_teacher_trains(tmp_path):
+    """logger=tensorboard without tensorboard: one line naming the package, and no teacher trained (none is cached)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "distill.run", *TINY, "logger=tensorboard", f"hydra.run.dir={tmp_path / 'run'}"],
+        env={**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache")}, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith("; pip install tensorboard or use logger=csv")
+    assert "[1/3]" not in result.stdout and not (tmp_path / "cache").exists()

@@ -72,3 +72,20 @@ def test_layers_forwards_to_the_layers_module():
 def test_the_console_script_is_registered():
     text = (CONF.parent / "pyproject.toml").read_text()
     assert 'distill = "distill.__main__:main"' in text and 'distill-run = "distill.run:cli"' in text
+
+
+@pytest.mark.parametrize("command", ["run", "evaluate", "export"])
+def test_the_help_examples_use_real_keys(command):
+    """Each example's overrides pass the command's own key checks (a key the config lacks would be refused)."""
+    import shlex
+
+    from distill.cli.key_check import check_override_keys
+    from distill.cli.overrides import check_checkpoint_command
+
+    examples = COMMANDS[command][2].split("examples:")[1].splitlines()
+    for line in (text.split("#")[0] for text in examples if text.strip()):
+        argv = [arg for arg in shlex.split(line)[2:] if "=" in arg]
+        if command == "run":
+            check_override_keys(argv, CONF)
+        else:
+            check_checkpoint_command(argv, f"distill.{command}")

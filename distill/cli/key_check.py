@@ -78,8 +78,9 @@ def _first_choice(override: str) -> str:
     return f"{key}={value.split(',')[0]}"
 
 
-def check_override_keys(argv: Sequence[str], config_dir: Path) -> None:
-    """Compose the config of ``argv``'s group choices and check every other override's key against it."""
+def check_override_keys(argv: Sequence[str], config_dir: Path, config_name: str = "config") -> None:
+    """Compose ``config_name`` (a run's ``config``, or ``export``, ``evaluate``) with ``argv``'s group choices and check
+    every other override's key against it."""
     group_names = {d.name for d in config_dir.iterdir() if d.is_dir()}
     overrides = [a for a in argv if "=" in a and not a.startswith(("-", "~", "hydra.", "+hydra.", "++hydra."))]
 
@@ -90,7 +91,7 @@ def check_override_keys(argv: Sequence[str], config_dir: Path) -> None:
     groups = [_first_choice(a) for a in overrides if is_group(a)]
     try:
         with initialize_config_dir(str(config_dir), version_base="1.3"):
-            cfg = compose("config", overrides=groups)
+            cfg = compose(config_name, overrides=groups)
     except Exception:  # composition problems (an unknown option, a missing plugin) are Hydra's to report
         return
     # a node whose class the command line replaces (~data +data._target_=my.Data) takes that class's keys

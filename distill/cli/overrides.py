@@ -11,6 +11,7 @@ from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from distill.cli.config_directory import config_dir
+from distill.cli.key_check import check_override_keys
 from distill.cli.model_shortcuts import MODEL_GROUPS, register_model_shortcuts
 from distill.errors import DistillError, close_matches
 from distill.models.torchvision_models import torchvision_model_names
@@ -68,11 +69,12 @@ def check_group_overrides(argv: Sequence[str], config_dir: Path) -> list[str]:
 
 
 def check_checkpoint_command(argv: Sequence[str], command: str) -> None:
-    """Fail early, in one line, on a missing ``checkpoint=`` or an unknown ``data=`` option (evaluate, export)."""
+    """Fail early, in one line, on a missing ``checkpoint=``, an unknown ``data=`` option or a misspelt key (evaluate, export)."""
     if not any(arg.startswith(("checkpoint=", "-")) for arg in argv):
         raise DistillError(f"give the file to read: python -m {command} checkpoint=outputs/<date>/<time>/checkpoints/best.ckpt")
     data = [arg for arg in argv if arg.partition("=")[0].removeprefix("override ") == "data"]
     check_group_overrides(data, config_dir())
+    check_override_keys(argv, config_dir(), command.rsplit(".", 1)[-1])  # conf/export.yaml, conf/evaluate.yaml
 
 
 def command_line_keys(overrides: Sequence[str]) -> dict[str, bool]:

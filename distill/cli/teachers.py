@@ -225,3 +225,17 @@ def teacher_outputs_from_config(
         )
     finally:
         teacher.to("cpu")
+
+
+def check_feature_layers_first(cfg: DictConfig, datamodule: Any, student: nn.Module, loss: dict[str, LossTerm]) -> None:
+    """The feature terms' layer names on the student and on the teacher's architecture, and one dry shape run
+    on a validation batch, before the teacher is trained or loaded (ensembles and ``student_base`` are left to the run)."""
+    from distill.checks.feature_layers import check_feature_layers, feature_terms
+
+    if not feature_terms(loss) or is_ensemble(cfg.teacher) or is_student_base(cfg.teacher):
+        return
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    with torch.random.fork_rng(devices=[]):  # the teacher's training draws stay as they were (a loader draws a seed)
+        teacher = model_spec(cfg.teacher).build(datamodule.num_classes)  # its architecture, fresh weights
+        check_feature_layers(loss, student, teacher, next(iter(datamodule.val_dataloader())))

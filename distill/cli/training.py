@@ -85,9 +85,19 @@ def make_logger(cfg: DictConfig, resumed: bool) -> Any:
         if isinstance(error.__cause__, ImportError):
             raise DistillError(
                 f"the logger {cfg.logger._target_.rsplit('.', 1)[-1]} needs a package that is not installed "
-                f"({first_line(error.__cause__)}); {install_command('loggers')} or use logger=csv"
+                f"({first_line(error.__cause__)}); {install_command('loggers', _logger_package(cfg.logger._target_))} "
+                "or use logger=csv"
             ) from None
         raise
+
+
+#: the one package each optional logger needs (the loggers extra installs all three)
+LOGGER_PACKAGES = {"TensorBoardLogger": "tensorboard", "MLFlowLogger": "mlflow", "WandbLogger": "wandb"}
+
+
+def _logger_package(target: str) -> list[str] | None:
+    package = LOGGER_PACKAGES.get(target.rsplit(".", 1)[-1])
+    return [package] if package else None
 
 
 def supervised_training(

@@ -69,3 +69,29 @@ def test_the_command_line_exits_2_with_the_line_and_no_hydra_advice(tmp_path):
     assert made.returncode == 2
     assert made.stderr.strip().splitlines()[-1] == "error: unknown key 'temprature' in loss.kd; did you mean 'temperature'?"
     assert "not in struct" not in made.stderr and "HYDRA_FULL_ERROR" not in made.stderr
+
+
+@pytest.mark.parametrize(("command", "argv", "message"), [
+    ("distill.export", ["checkpoint=x.ckpt", "output=student.pt2"], "unknown key 'output' in the config; did you mean 'out'?"),
+    ("distill.evaluate", ["checkpoint=x.ckpt", "out_dri=eval"], "unknown key 'out_dri' in the config; did you mean 'out_dir'?"),
+    ("distill.export", ["checkpoint=x.ckpt", "data.image_siz=8"], "unknown key 'image_siz' in data; did you mean 'image_size'?"),
+])
+def test_evaluate_and_export_name_a_misspelt_key_too(command, argv, message):
+    from distill.cli.overrides import check_checkpoint_command
+
+    with pytest.raises(DistillError) as caught:
+        check_checkpoint_command(argv, command)
+    assert str(caught.value) == message
+    # their real keys pass
+    check_checkpoint_command(["checkpoint=x.ckpt", "out=s.pt2", "format=onnx", "tolerance=1e-4", "data=cifar10",
+                              "data.image_size=32"], "distill.export")
+    check_checkpoint_command(["checkpoint=x.ckpt", "out_dir=e", "per_sample=true", "report.latency=off"], "distill.evaluate")
+
+
+def test_export_with_output_instead_of_out_is_one_line_and_exit_2(tmp_path):
+    made = subprocess.run(
+        [sys.executable, "-m", "distill.export", f"checkpoint={tmp_path / 'best.ckpt'}", "output=student.pt2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert made.returncode == 2
+    assert made.stderr.strip().splitlines() == ["error: unknown key 'output' in the config; did you mean 'out'?"]
