@@ -28,3 +28,4 @@ def test_quickstart_runs_top_to_bottom(tmp_path):
     noise = "".join(o.get("text", "") for o in outputs if o.output_type == "stream" and o.name == "stderr")
     assert "on_before_batch_transfer" not in noise and "LeafSpec" not in noise
     assert "GPU available" not in noise and "litlogger" not in noise and "Seed set" not in noise
+    assert "No CUDA runtime" not in noise  # torch.utils.benchmark's import notice (distill.report.speed)

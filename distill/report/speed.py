@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
 import math
 import statistics
 import time
@@ -130,8 +131,7 @@ def compare_latency(
     ``speedup_b{b}_within_noise``: true when that range holds 1, so the timing cannot tell the
     two apart.
     """
-    from torch.utils.benchmark import Timer
-
+    Timer = _benchmark_timer()
     if mode not in LATENCY_MODES:
         raise DistillError(f"report.latency={mode!r} is not a latency setting; use one of {', '.join(LATENCY_MODES)}")
     batch_sizes, rounds, round_seconds = LATENCY_MODES[mode]
@@ -194,3 +194,16 @@ def size_on_disk_mb(model: nn.Module) -> float:
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getbuffer().nbytes / 1e6
+
+
+def _benchmark_timer() -> type:
+    """``torch.utils.benchmark.Timer``, imported without torch's "No CUDA runtime is found, using CUDA_HOME=..."
+    notice (logged once, at import, on a machine with a CUDA toolkit and no GPU; it says nothing about timing)."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils.benchmark import Timer
+    finally:
+        logger.setLevel(level)
+    return Timer

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import io
 import math
+import subprocess
+import sys
 import time
 
 import pytest
@@ -109,3 +111,16 @@ def test_quantile_is_linear_between_order_statistics():
     assert _quantile([4.0, 1.0, 3.0, 2.0], 0.25) == 1.75  # position 0.75 between 1 and 2
     assert _quantile([4.0, 1.0, 3.0, 2.0], 0.75) == 3.25
     assert _quantile([5.0], 0.5) == 5.0
+
+
+def test_timing_from_python_prints_no_cuda_home_notice():
+    """torch.utils.benchmark's import logs "No CUDA runtime is found" where a CUDA toolkit has no GPU (as here);
+    the report's timing imports it without the notice, and leaves the logger's level as it was."""
+    code = (
+        "import logging, torch\n"
+        "from distill.report.speed import compare_latency\n"
+        "compare_latency({'teacher': torch.nn.Linear(4, 3), 'student': torch.nn.Linear(4, 3)}, torch.randn(1, 4), mode='quick')\n"
+        "print(logging.getLogger('torch.utils.cpp_extension').level)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert "No CUDA runtime" not in result.stderr and result.stdout.strip() == "0"
