@@ -43,8 +43,9 @@ from distill.report.measurement import evaluation_loader, example_input
 
 __all__ = ["cli", "export_saved", "main"]
 
-#: an LM run's student: a ``save_pretrained`` directory with its tokenizer (``AutoModelForCausalLM.from_pretrained``)
-LANGUAGE_MODEL_FORMAT = "huggingface"
+#: a ``save_pretrained`` directory with its tokenizer: an LM run's student (``AutoModelForCausalLM``, its default
+#: format) or a Hugging Face text classifier (``AutoModelForSequenceClassification``)
+PRETRAINED_FORMAT = "huggingface"
 
 
 def export_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -56,9 +57,9 @@ def export_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.Pa
     checkpoint outside a run directory.
     """
     requested = None if cfg.get("format") is None else str(cfg.format)
-    if requested is not None and requested != LANGUAGE_MODEL_FORMAT:
+    if requested is not None and requested != PRETRAINED_FORMAT:
         if requested not in FORMATS:
-            raise DistillError(f"unknown export format '{requested}'; choose one of {', '.join((*FORMATS, LANGUAGE_MODEL_FORMAT))}")
+            raise DistillError(f"unknown export format '{requested}'; choose one of {', '.join((*FORMATS, PRETRAINED_FORMAT))}")
         check_format(requested)  # a missing onnx fails before anything is loaded
     saved = load_saved_model(cfg, command_line_keys(overrides))
     meta = {
@@ -75,11 +76,8 @@ def export_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.Pa
     out_dir = Path(saved.run_dir) / "exports" if saved.run_dir is not None else Path(out_dir)
     if is_language_model_data(saved.datamodule):
         return _export_language_model(cfg, saved, requested, out_dir, meta)
-    if requested == LANGUAGE_MODEL_FORMAT:
-        raise DistillError(
-            f"format={LANGUAGE_MODEL_FORMAT} writes a language model's save_pretrained directory, but {saved.checkpoint} "
-            f"holds a classifier ({saved.name}); choose one of {', '.join(FORMATS)}"
-        )
+    if requested == PRETRAINED_FORMAT:
+        return _export_pretrained_classifier(cfg, saved, out_dir, meta)
     fmt = requested or "torch_export"
     example = example_input(evaluation_loader(saved.datamodule))
     if example is None:
@@ -94,10 +92,10 @@ def export_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.Pa
 def _export_language_model(cfg: DictConfig, saved: Any, requested: str | None, out_dir: Path,
                            meta: dict[str, Any]) -> dict[str, Any]:
     """An LM run's student as a ``save_pretrained`` directory with its tokenizer, checked by loading it back."""
-    if requested not in (None, LANGUAGE_MODEL_FORMAT):
+    if requested not in (None, PRETRAINED_FORMAT):
         raise DistillError(
             f"format={requested} exports classifiers; {saved.checkpoint} holds a language model, which exports as "
-            f"format={LANGUAGE_MODEL_FORMAT} (a save_pretrained directory with its tokenizer)"
+            f"format={PRETRAINED_FORMAT} (a save_pretrained directory with its tokenizer)"
         )
     from distill.lm.export import export_language_model
     from distill.models.causal_lm import load_tokenizer
@@ -105,8 +103,26 @@ def _export_language_model(cfg: DictConfig, saved: Any, requested: str | None, o
     model_cfg = saved.run_cfg[saved.role] if saved.run_cfg is not None else {}
     tokenizer = load_tokenizer(str(model_cfg["path"])) if model_cfg.get("path") else saved.datamodule.tokenizer
     example = example_input(evaluation_loader(saved.datamodule))
-    out = Path(str(cfg.out)).expanduser() if cfg.get("out") else out_dir / f"{_stem(saved)}-{LANGUAGE_MODEL_FORMAT}"
+    out = Path(str(cfg.out)).expanduser() if cfg.get("out") else out_dir / f"{_stem(saved)}-{PRETRAINED_FORMAT}"
     return export_language_model(saved.model, tokenizer, out, example or {}, tolerance=cfg.get("tolerance"), meta=meta)
+
+
+def _export_pretrained_classifier(cfg: DictConfig, saved: Any, out_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """A Hugging Face text classifier as a ``save_pretrained`` directory with the data's tokenizer, checked by loading
+    it back with ``AutoModelForSequenceClassification``."""
+    from distill.models.pretrained_export import export_pretrained
+
+    if not callable(getattr(saved.model, "save_pretrained", None)):
+        raise DistillError(
+            f"format={PRETRAINED_FORMAT} writes a Hugging Face model's save_pretrained directory, but {saved.checkpoint} "
+            f"holds a {type(saved.model).__name__} ({saved.name}); choose one of {', '.join(FORMATS)}"
+        )
+    example = example_input(evaluation_loader(saved.datamodule))
+    if not isinstance(example, dict):
+        raise DistillError(f"format={PRETRAINED_FORMAT} is checked on token batches; this data's batches hold other inputs")
+    out = Path(str(cfg.out)).expanduser() if cfg.get("out") else out_dir / f"{_stem(saved)}-{PRETRAINED_FORMAT}"
+    return export_pretrained(saved.model, getattr(saved.datamodule, "tokenizer", None), out, example,
+                             auto_class="AutoModelForSequenceClassification", tolerance=cfg.get("tolerance"), meta=meta)
 
 
 def _stem(saved: Any) -> str:

@@ -95,6 +95,29 @@ def test_text_run_then_evaluate_and_export(tmp_path, tiny_bert, sentiment_files)
     assert "takes keyword inputs (input_ids, token_type_ids, attention_mask); use format=state_dict" in traced.stderr
     assert not (tmp_path / "student.ts").exists()
 
+    # format=huggingface: a save_pretrained directory with the data's tokenizer, which a fresh process loads with
+    # AutoModelForSequenceClassification and which computes what the run's student weights compute
+    hf_dir = tmp_path / "student-hf"
+    exported = cli("distill.export", f"checkpoint={run_dir / 'student.pt'}", "format=huggingface", f"out={hf_dir}", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert json.loads((tmp_path / "student-hf.json").read_text())["max_abs_diff"] <= 1e-4
+    code = ("import sys, torch\n"
+            "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n"
+            "model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1]).eval()\n"
+            "batch = AutoTokenizer.from_pretrained(sys.argv[1])(['a fine film', 'dull'], padding=True, return_tensors='pt')\n"
+            "with torch.no_grad():\n"
+            "    print(model(**batch).logits.tolist())\n")
+    loaded = subprocess.run([sys.executable, "-c", code, str(hf_dir)], capture_output=True, text=True, timeout=300,
+                            check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    rebuilt = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(hf_dir)).eval()
+    rebuilt.load_state_dict(student)
+    batch = AutoTokenizer.from_pretrained(teacher)(["a fine film", "dull"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = rebuilt(**batch).logits
+    assert torch.allclose(torch.tensor(json.loads(loaded.stdout)), expected, atol=1e-5)
+
 
 @pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_text_run_without_teacher_path_is_one_line(tmp_path, tiny_bert, sentiment_files):
