@@ -9,6 +9,8 @@ import torch
 
 from distill.report.lm_metrics import POSITION_BUCKETS, summary_line, token_fidelity
 
+BINS = 15  # the README's ECE: 15 equal-width confidence bins
+
 
 class FixedLogits(torch.nn.Module):
     """A 'model' that returns given logits for a batch."""
@@ -73,3 +75,28 @@ def test_calibration_error_of_a_perfectly_confident_right_model():
     rows = token_fidelity({"teacher": model, "student": model}, [{"input_ids": labels, "labels": labels}])
     assert rows["student"]["accuracy"] == 1.0 and rows["student"]["ece"] == pytest.approx(0.0, abs=1e-6)
     assert rows["student"]["kl"] == pytest.approx(0.0, abs=1e-6) and rows["student"]["perplexity"] == pytest.approx(1.0)
+
+
+def test_calibration_error_is_the_binned_gap_between_confidence_and_accuracy():
+    """ECE over 15 bins on a model over-confident where it is sure and under-confident where it is not."""
+    torch.manual_seed(1)
+    B, T, V = 4, 30, 6
+    logits = torch.randn(B, T, V) * torch.linspace(0.2, 4.0, T)[None, :, None]  # confidence rises along the row
+    labels = torch.randint(0, V, (B, T))
+    low = torch.arange(T - 1) < (T - 1) // 2
+    labels[:, 1:][:, low] = logits[:, :-1][:, low].argmax(-1)  # right where unsure: under-confident there
+    rows = token_fidelity({"teacher": FixedLogits(logits), "student": FixedLogits(logits)},
+                          [{"input_ids": torch.zeros(B, T, dtype=torch.long), "labels": labels}])
+
+    bins = [[] for _ in range(BINS)]  # (confidence, correct) of each token's top-1
+    for b in range(B):
+        for t in range(T - 1):
+            q = torch.softmax(logits[b, t].double(), 0)
+            confidence = float(q.max())
+            bins[min(int(confidence * BINS), BINS - 1)].append((confidence, float(q.argmax() == labels[b, t + 1])))
+    n = sum(len(b) for b in bins)
+    ece = sum(len(b) / n * abs(sum(c for c, _ in b) / len(b) - sum(r for _, r in b) / len(b)) for b in bins if b)
+    unbinned = abs(sum(c for b in bins for c, _ in b) - sum(r for b in bins for _, r in b)) / n
+    assert ece > unbinned + 0.05  # the gaps have both signs: one bin would hide them
+    assert rows["student"]["ece"] == pytest.approx(ece, rel=1e-5)
+    assert rows["teacher"]["ece"] == pytest.approx(ece, rel=1e-5)
