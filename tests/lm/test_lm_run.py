@@ -107,3 +107,23 @@ def test_evaluate_and_export_the_saved_student_then_a_second_run_reuses_the_teac
     summary = json.loads((tmp_path / "second" / "summary.json").read_text())
     assert summary["teacher"]["origin"] == "cache" and "baseline" in summary
     assert "the student trained alone" in summary["line"]
+
+
+def test_a_bf16_run_with_a_csv_logger_resumes_from_its_last_checkpoint(tmp_path):
+    import csv
+
+    import torch
+
+    options = ("trainer.precision=bf16-mixed", "logger=csv")
+    first = run_lm(tmp_path, *options)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = tmp_path / "run"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+    second = run_lm(tmp_path, *options, "trainer.max_epochs=2", "resume=true")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"Resuming from {run / 'checkpoints' / 'last.ckpt'}" in second.stdout
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    logged = {folder: [r["epoch"] for r in csv.DictReader(open(run / "logs" / folder / "metrics.csv")) if r.get("val/acc")]
+              for folder in ("", "resumed-1")}
+    assert logged == {"": ["0"], "resumed-1": ["1"]}
+    assert "epoch 2/2  loss " in second.stdout and json.loads((run / "summary.json").read_text())["task"] == "language_model"
