@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
+from distill.lm.mask_audit import mask_audit
 from distill.report.lm_metrics import POSITION_BUCKETS, summary_line, token_fidelity
+from distill.report.lm_report import report_markdown
 
 BINS = 15  # the README's ECE: 15 equal-width confidence bins
 
@@ -100,3 +102,18 @@ def test_calibration_error_is_the_binned_gap_between_confidence_and_accuracy():
     assert ece > unbinned + 0.05  # the gaps have both signs: one bin would hide them
     assert rows["student"]["ece"] == pytest.approx(ece, rel=1e-5)
     assert rows["teacher"]["ece"] == pytest.approx(ece, rel=1e-5)
+
+
+def test_the_report_shows_the_loss_mask_audit_in_its_own_section(tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    ids = tokenizer("The for loop")["input_ids"]
+    audit = mask_audit(ids, [-100] * 2 + ids[2:], tokenizer)
+    report = {"rows": [], "generations": [], "notes": [], "summary": "the line", "mask_audit": audit}
+    lines = report_markdown(report).splitlines()
+    start = lines.index("Loss-mask audit of the first training example (tokens that carry loss in [...]):")
+    assert lines[start + 1: start + 3] == ["", "```text"]
+    assert "\n".join(lines[start + 3: start + 3 + len(audit.splitlines())]) == audit
+    assert lines[start + 3 + len(audit.splitlines())] == "```"
+    assert "Loss-mask audit" not in report_markdown({**report, "mask_audit": None})

@@ -41,6 +41,9 @@ def test_experiment_lm_trains_the_teacher_distils_and_reports(tmp_path):
     assert roles == ["teacher", "student"] and report["rows"][1]["parameters"] < report["rows"][0]["parameters"]
     assert 1 < report["rows"][1]["perplexity"] < 300 * 1.5 and 0 <= report["rows"][1]["agreement"] <= 1
     assert len(report["generations"]) == 3 and "loss" in (run / "mask_audit.txt").read_text()
+    audit = (run / "mask_audit.txt").read_text().strip()
+    assert audit.splitlines()[0].endswith("tokens carry loss ([...]: loss-carrying)") and report["mask_audit"] == audit
+    assert audit in (run / "report_lm.md").read_text()
     assert (run / "student_model" / "config.json").is_file() and (run / "student_model" / "tokenizer.json").is_file()
     assert "# Language-model report" in result.stdout and report["summary"] in result.stdout
     assert len(list((tmp_path / "cache" / "teachers").glob("hf_causal_lm-*.pt"))) == 1
