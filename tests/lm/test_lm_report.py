@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from distill.lm.mask_audit import mask_audit
-from distill.report.lm_metrics import POSITION_BUCKETS, summary_line, token_fidelity
+from distill.report.lm_metrics import POSITION_BUCKETS, per_sequence_losses, summary_line, token_fidelity
 from distill.report.lm_report import report_markdown
 
 BINS = 15  # the README's ECE: 15 equal-width confidence bins
@@ -117,3 +117,33 @@ def test_the_report_shows_the_loss_mask_audit_in_its_own_section(tiny_tokenizer_
     assert "\n".join(lines[start + 3: start + 3 + len(audit.splitlines())]) == audit
     assert lines[start + 3 + len(audit.splitlines())] == "```"
     assert "Loss-mask audit" not in report_markdown({**report, "mask_audit": None})
+
+
+def test_per_sequence_losses_match_a_per_token_loop():
+    """distill.evaluate's per_sequence.csv: each sequence's loss tokens, mean NLL of both models and mean KL."""
+    torch.manual_seed(2)
+    B, T, V = 3, 9, 5
+    student_logits, teacher_logits = torch.randn(B, T, V) * 2, torch.randn(B, T, V) * 2
+    labels = torch.randint(0, V, (B, T))
+    labels[0, :4] = -100  # a prompt
+    labels[2] = -100  # no loss at all
+    batch = {"input_ids": torch.zeros(B, T, dtype=torch.long), "labels": labels}
+    rows = per_sequence_losses(FixedLogits(student_logits), FixedLogits(teacher_logits), [batch, batch])
+    assert [r["sequence"] for r in rows] == list(range(2 * B))
+    for b in range(2):
+        nll_s, nll_t, kl = [], [], []
+        for t in range(T - 1):
+            y = int(labels[b, t + 1])
+            if y == -100:
+                continue
+            p = torch.softmax(teacher_logits[b, t].double(), 0)
+            q = torch.softmax(student_logits[b, t].double(), 0)
+            nll_s.append(-math.log(q[y]))
+            nll_t.append(-math.log(p[y]))
+            kl.append(float((p * (p / q).log()).sum()))
+        for row in (rows[b], rows[B + b]):
+            assert row["tokens"] == len(kl) > 0
+            assert row["student_nll"] == pytest.approx(sum(nll_s) / len(nll_s), rel=1e-5)
+            assert row["teacher_nll"] == pytest.approx(sum(nll_t) / len(nll_t), rel=1e-5)
+            assert row["kl"] == pytest.approx(sum(kl) / len(kl), rel=1e-5)
+    assert rows[2]["tokens"] == 0 and math.isnan(rows[2]["kl"])
