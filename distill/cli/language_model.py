@@ -67,6 +67,7 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
     example = datamodule.datasets["train"].examples[0]
     audit = mask_audit(*example, datamodule.tokenizer)
     log.info("Loss-mask audit of the first training example:\n%s", audit)
+    (run_dir / "mask_audit.txt").write_text(audit + "\n")  # before any training: a wrong mask shows at once
 
     with L.pytorch.utilities.seed.isolate_rng():  # built now from the seed; the teacher's random draws stay as they were
         L.seed_everything(cfg.seed, workers=True)
@@ -118,9 +119,8 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
         console.PHASES.enter_once("baseline", f"baseline {lm_model_name(cfg.student)}: {baseline.source}")
         models["baseline"] = (lm_model_name(cfg.student), reconcile_vocabularies(teacher.model, baseline.model, datamodule.tokenizer, student_tokenizer)[1])
     console.PHASES.enter("measure", f"measuring the {', the '.join(models)} on the test set (perplexity, agreement, KL, speed)")
-    report = language_model_report(models, datamodule, run_dir, notes=[note] if note else [],
+    report = language_model_report(models, datamodule, run_dir, notes=[note] if note else [], mask_audit=audit,
                                    speed=bool(cfg.get("report", {}).get("speed", True)))
-    (run_dir / "mask_audit.txt").write_text(audit + "\n")
     rows = {row["role"]: row for row in report["rows"]}
     summary = {
         "task": "language_model",

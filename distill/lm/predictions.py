@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from distill.lm.tokens import next_token_targets
+from distill.lm.tokens import next_token_targets, shift_logits
 
 
 def is_token_output(logits: Tensor, labels: Tensor | None) -> bool:
@@ -19,7 +19,7 @@ def next_token_predictions(student: Tensor, teacher: Tensor, labels: Tensor | No
     predict token ``t + 1``); without labels every position but the last counts.
     Vocabularies may differ in size (padding rows): only the token ids are compared.
     """
-    student_pred, teacher_pred = student[:, :-1].argmax(-1), teacher[:, :-1].argmax(-1)
+    student_pred, teacher_pred = shift_logits(student).argmax(-1), shift_logits(teacher).argmax(-1)
     if labels is None:
         return student_pred.flatten(), teacher_pred.flatten(), None
     targets, mask = next_token_targets(labels)

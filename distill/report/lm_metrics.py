@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distill.batch import forward_logits, split_batch
-from distill.lm.tokens import next_token_targets
+from distill.lm.tokens import next_token_targets, shift_logits
 
 #: position buckets [start, stop) of the predicting position
 POSITION_BUCKETS = ((0, 8), (8, 32), (32, 128), (128, 10**9))
@@ -58,7 +58,7 @@ def token_fidelity(models: Mapping[str, nn.Module], batches: Iterable[Any], teac
         parts = split_batch(batch)
         targets, mask = next_token_targets(parts.labels)
         positions = torch.arange(targets.shape[1]).expand_as(targets)[mask]
-        logps = {role: F.log_softmax(forward_logits(model, parts)[:, :-1][mask].float(), -1) for role, model in models.items()}
+        logps = {role: F.log_softmax(shift_logits(forward_logits(model, parts))[mask].float(), -1) for role, model in models.items()}
         size = min(lp.shape[-1] for lp in logps.values())
         logps = {role: lp[:, :size] if lp.shape[-1] == size else F.log_softmax(lp[:, :size], -1) for role, lp in logps.items()}
         truth = targets[mask]
@@ -159,8 +159,8 @@ def per_sequence_losses(student: nn.Module, teacher: nn.Module, batches: Iterabl
     for batch in batches:
         parts = split_batch(batch)
         targets, mask = next_token_targets(parts.labels)
-        s = F.log_softmax(forward_logits(student, parts)[:, :-1].float(), -1)
-        t = F.log_softmax(forward_logits(teacher, parts)[:, :-1].float(), -1)
+        s = F.log_softmax(shift_logits(forward_logits(student, parts)).float(), -1)
+        t = F.log_softmax(shift_logits(forward_logits(teacher, parts)).float(), -1)
         size = min(s.shape[-1], t.shape[-1])
         s, t = F.log_softmax(s[..., :size], -1), F.log_softmax(t[..., :size], -1)
         safe = targets.clamp(min=0)[..., None]

@@ -17,9 +17,12 @@ from distill.report.speed import size_on_disk_mb
 
 
 def language_model_report(models: Mapping[str, tuple[str, nn.Module]], datamodule: Any, run_dir: Path,
-                          notes: list[str] | None = None, speed: bool = True, prompts: int = 3) -> dict[str, Any]:
+                          notes: list[str] | None = None, speed: bool = True, prompts: int = 3,
+                          mask_audit: str | None = None) -> dict[str, Any]:
     """Measure ``models`` (role → (name, model); roles ``teacher``, ``student``, optional ``baseline``) on the
-    test split and write ``report_lm.json`` and ``report_lm.md`` into ``run_dir``."""
+    test split and write ``report_lm.json`` and ``report_lm.md`` into ``run_dir``.
+
+    ``mask_audit``: :func:`distill.lm.mask_audit.mask_audit` of a training example, shown in its own section."""
     bare = {role: model for role, (_, model) in models.items()}
     rows = token_fidelity(bare, datamodule.test_dataloader())
     vocab, block = datamodule.num_classes, datamodule.block_size
@@ -35,6 +38,7 @@ def language_model_report(models: Mapping[str, tuple[str, nn.Module]], datamodul
         "rows": [rows[role] for role in models],
         "generations": greedy_generations(generating, datamodule.tokenizer, starts),
         "notes": list(notes or []),
+        "mask_audit": mask_audit,
         "summary": summary_line(rows),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -65,6 +69,9 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     for g in report["generations"]:
         lines.append(f"- prompt: {g['prompt']!r}")
         lines += [f"  - {role}: {text!r}" for role, text in g.items() if role != "prompt"]
+    if report.get("mask_audit"):
+        lines += ["", "Loss-mask audit of the first training example (tokens that carry loss in [...]):", "", "```text",
+                  report["mask_audit"], "```"]
     lines += [""] + [f"- {note}" for note in report["notes"]] + ["", f"- {report['summary']}", ""]
     return "\n".join(lines)
 

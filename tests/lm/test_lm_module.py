@@ -69,8 +69,10 @@ def test_causal_lm_student_and_trained_teacher_start_fit_in_train_mode(pairs_dat
 
 
 def test_sequence_classifier_from_pretrained_starts_fit_in_train_mode(tiny_bert, tiny_tokenizer, sentiment_files, fast_trainer):
-    """The hf_sequence_classification path had the same bug: from_pretrained's eval mode kept by Lightning."""
+    """The hf_sequence_classification path had the same bug: from_pretrained's eval mode kept by Lightning, both when
+    a saved teacher is fine-tuned first (SupervisedModule, as the run trains it) and when a saved student is distilled."""
     from distill.losses import KD
+    from distill.supervised import SupervisedModule
 
     folder = tiny_bert("bert")
     data = TextClassificationDataModule(train_file=str(sentiment_files["train"]), val_file=str(sentiment_files["val"]),
@@ -81,3 +83,7 @@ def test_sequence_classifier_from_pretrained_starts_fit_in_train_mode(tiny_bert,
     fast_trainer(callbacks=[seen], limit_train_batches=1, limit_val_batches=0).fit(
         DistillationModule(student, teacher, {"kd": KD()}), datamodule=data)
     assert seen.in_eval == []
+    fine_tuned = EvalModeAtFitStart()
+    fast_trainer(callbacks=[fine_tuned], limit_train_batches=1, limit_val_batches=0).fit(
+        SupervisedModule(build_model("hf_sequence_classification", 2, path=str(folder))), datamodule=data)
+    assert fine_tuned.in_eval == []

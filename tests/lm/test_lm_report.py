@@ -7,7 +7,11 @@ import math
 import pytest
 import torch
 
-from distill.report.lm_metrics import POSITION_BUCKETS, summary_line, token_fidelity
+from distill.lm.mask_audit import mask_audit
+from distill.report.lm_metrics import POSITION_BUCKETS, per_sequence_losses, summary_line, token_fidelity
+from distill.report.lm_report import report_markdown
+
+BINS = 15  # the README's ECE: 15 equal-width confidence bins
 
 
 class FixedLogits(torch.nn.Module):
@@ -73,3 +77,73 @@ def test_calibration_error_of_a_perfectly_confident_right_model():
     rows = token_fidelity({"teacher": model, "student": model}, [{"input_ids": labels, "labels": labels}])
     assert rows["student"]["accuracy"] == 1.0 and rows["student"]["ece"] == pytest.approx(0.0, abs=1e-6)
     assert rows["student"]["kl"] == pytest.approx(0.0, abs=1e-6) and rows["student"]["perplexity"] == pytest.approx(1.0)
+
+
+def test_calibration_error_is_the_binned_gap_between_confidence_and_accuracy():
+    """ECE over 15 bins on a model over-confident where it is sure and under-confident where it is not."""
+    torch.manual_seed(1)
+    B, T, V = 4, 30, 6
+    logits = torch.randn(B, T, V) * torch.linspace(0.2, 4.0, T)[None, :, None]  # confidence rises along the row
+    labels = torch.randint(0, V, (B, T))
+    low = torch.arange(T - 1) < (T - 1) // 2
+    labels[:, 1:][:, low] = logits[:, :-1][:, low].argmax(-1)  # right where unsure: under-confident there
+    rows = token_fidelity({"teacher": FixedLogits(logits), "student": FixedLogits(logits)},
+                          [{"input_ids": torch.zeros(B, T, dtype=torch.long), "labels": labels}])
+
+    bins = [[] for _ in range(BINS)]  # (confidence, correct) of each token's top-1
+    for b in range(B):
+        for t in range(T - 1):
+            q = torch.softmax(logits[b, t].double(), 0)
+            confidence = float(q.max())
+            bins[min(int(confidence * BINS), BINS - 1)].append((confidence, float(q.argmax() == labels[b, t + 1])))
+    n = sum(len(b) for b in bins)
+    ece = sum(len(b) / n * abs(sum(c for c, _ in b) / len(b) - sum(r for _, r in b) / len(b)) for b in bins if b)
+    unbinned = abs(sum(c for b in bins for c, _ in b) - sum(r for b in bins for _, r in b)) / n
+    assert ece > unbinned + 0.05  # the gaps have both signs: one bin would hide them
+    assert rows["student"]["ece"] == pytest.approx(ece, rel=1e-5)
+    assert rows["teacher"]["ece"] == pytest.approx(ece, rel=1e-5)
+
+
+def test_the_report_shows_the_loss_mask_audit_in_its_own_section(tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    ids = tokenizer("The for loop")["input_ids"]
+    audit = mask_audit(ids, [-100] * 2 + ids[2:], tokenizer)
+    report = {"rows": [], "generations": [], "notes": [], "summary": "the line", "mask_audit": audit}
+    lines = report_markdown(report).splitlines()
+    start = lines.index("Loss-mask audit of the first training example (tokens that carry loss in [...]):")
+    assert lines[start + 1: start + 3] == ["", "```text"]
+    assert "\n".join(lines[start + 3: start + 3 + len(audit.splitlines())]) == audit
+    assert lines[start + 3 + len(audit.splitlines())] == "```"
+    assert "Loss-mask audit" not in report_markdown({**report, "mask_audit": None})
+
+
+def test_per_sequence_losses_match_a_per_token_loop():
+    """distill.evaluate's per_sequence.csv: each sequence's loss tokens, mean NLL of both models and mean KL."""
+    torch.manual_seed(2)
+    B, T, V = 3, 9, 5
+    student_logits, teacher_logits = torch.randn(B, T, V) * 2, torch.randn(B, T, V) * 2
+    labels = torch.randint(0, V, (B, T))
+    labels[0, :4] = -100  # a prompt
+    labels[2] = -100  # no loss at all
+    batch = {"input_ids": torch.zeros(B, T, dtype=torch.long), "labels": labels}
+    rows = per_sequence_losses(FixedLogits(student_logits), FixedLogits(teacher_logits), [batch, batch])
+    assert [r["sequence"] for r in rows] == list(range(2 * B))
+    for b in range(2):
+        nll_s, nll_t, kl = [], [], []
+        for t in range(T - 1):
+            y = int(labels[b, t + 1])
+            if y == -100:
+                continue
+            p = torch.softmax(teacher_logits[b, t].double(), 0)
+            q = torch.softmax(student_logits[b, t].double(), 0)
+            nll_s.append(-math.log(q[y]))
+            nll_t.append(-math.log(p[y]))
+            kl.append(float((p * (p / q).log()).sum()))
+        for row in (rows[b], rows[B + b]):
+            assert row["tokens"] == len(kl) > 0
+            assert row["student_nll"] == pytest.approx(sum(nll_s) / len(nll_s), rel=1e-5)
+            assert row["teacher_nll"] == pytest.approx(sum(nll_t) / len(nll_t), rel=1e-5)
+            assert row["kl"] == pytest.approx(sum(kl) / len(kl), rel=1e-5)
+    assert rows[2]["tokens"] == 0 and math.isnan(rows[2]["kl"])

@@ -41,6 +41,9 @@ def test_experiment_lm_trains_the_teacher_distils_and_reports(tmp_path):
     assert roles == ["teacher", "student"] and report["rows"][1]["parameters"] < report["rows"][0]["parameters"]
     assert 1 < report["rows"][1]["perplexity"] < 300 * 1.5 and 0 <= report["rows"][1]["agreement"] <= 1
     assert len(report["generations"]) == 3 and "loss" in (run / "mask_audit.txt").read_text()
+    audit = (run / "mask_audit.txt").read_text().strip()
+    assert audit.splitlines()[0].endswith("tokens carry loss ([...]: loss-carrying)") and report["mask_audit"] == audit
+    assert audit in (run / "report_lm.md").read_text()
     assert (run / "student_model" / "config.json").is_file() and (run / "student_model" / "tokenizer.json").is_file()
     assert "# Language-model report" in result.stdout and report["summary"] in result.stdout
     assert len(list((tmp_path / "cache" / "teachers").glob("hf_causal_lm-*.pt"))) == 1
@@ -107,3 +110,23 @@ def test_evaluate_and_export_the_saved_student_then_a_second_run_reuses_the_teac
     summary = json.loads((tmp_path / "second" / "summary.json").read_text())
     assert summary["teacher"]["origin"] == "cache" and "baseline" in summary
     assert "the student trained alone" in summary["line"]
+
+
+def test_a_bf16_run_with_a_csv_logger_resumes_from_its_last_checkpoint(tmp_path):
+    import csv
+
+    import torch
+
+    options = ("trainer.precision=bf16-mixed", "logger=csv")
+    first = run_lm(tmp_path, *options)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = tmp_path / "run"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+    second = run_lm(tmp_path, *options, "trainer.max_epochs=2", "resume=true")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"Resuming from {run / 'checkpoints' / 'last.ckpt'}" in second.stdout
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    logged = {folder: [r["epoch"] for r in csv.DictReader(open(run / "logs" / folder / "metrics.csv")) if r.get("val/acc")]
+              for folder in ("", "resumed-1")}
+    assert logged == {"": ["0"], "resumed-1": ["1"]}
+    assert "epoch 2/2  loss " in second.stdout and json.loads((run / "summary.json").read_text())["task"] == "language_model"

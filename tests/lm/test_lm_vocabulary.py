@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from transformers import AutoTokenizer
@@ -36,3 +38,40 @@ def test_different_vocabularies_are_one_line_errors(tiny_tokenizer_dir, tmp_path
     small = make_gpt2(290)
     with pytest.raises(DistillError, match="the student predicts 290 tokens but its tokenizer has 300"):
         reconcile_vocabularies(teacher, small, tokenizer, tokenizer)
+
+
+@pytest.mark.slow  # two command lines, one of them a short training run (~40 s on 2 cores)
+def test_the_command_line_reconciles_padding_rows_in_the_report_and_refuses_another_tokenizer(
+        tmp_path, save_tiny_gpt2, tiny_tokenizer_dir):
+    import subprocess
+    import sys
+
+    from tests.lm.conftest import TOKENIZER_TEXTS
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(10):
+        (docs / f"{i}.txt").write_text(" ".join(TOKENIZER_TEXTS[i % 4:] * 2))
+    other = tmp_path / "other_student"
+    bpe_tokenizer(["completely different words here, zebra quartz"] * 3, 300, tmp_path / "cache-b").save_pretrained(str(other))
+    for name in ("config.json", "model.safetensors"):
+        (other / name).write_bytes((save_tiny_gpt2("small_student", layers=1) / name).read_bytes())
+
+    def run(student, name):
+        return subprocess.run(
+            [sys.executable, "-m", "distill.run", "teacher=hf_causal_lm", f"teacher.path={save_tiny_gpt2('padded', vocab_rows=320)}",
+             "student=hf_causal_lm", f"student.path={student}", "loss=lm_kd", "data=lm_text", f"data.train_file={docs}",
+             "data.block_size=32", "data.batch_size=4", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+             "+trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "+report.speed=false",
+             f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / name}"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
+
+    result = run(save_tiny_gpt2("small_student", layers=1), "same")
+    assert result.returncode == 0, result.stderr[-3000:]
+    note = "vocabularies reconciled: teacher 320 and student 300 output rows, the same 300 tokens"
+    assert f"- {note}" in (tmp_path / "same" / "report_lm.md").read_text()
+    assert any(n.startswith(note) for n in json.loads((tmp_path / "same" / "report_lm.json").read_text())["notes"])
+
+    refused = run(other, "other")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: teacher and student have different vocabularies")
