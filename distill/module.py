@@ -20,7 +20,7 @@ from distill.diagnostics.gradient_norms import GradientNorms
 from distill.errors import DistillError
 from distill.features import FeatureCapture
 from distill.checks.first_batch import check_first_batch
-from distill.lm.ddp_token_normalizer import set_token_normalizer
+from distill.lm.step_token_mean import StepTokenMean
 from distill.lightning_warnings import ignore_lightning_noise
 from distill.lm.on_policy import OnPolicy
 from distill.lm.predictions import is_token_output, next_token_predictions
@@ -137,6 +137,7 @@ class DistillationModule(L.LightningModule):
         #: set by a diagnostic callback: keep each training step's outputs and term values in ``last_step``
         self.record_steps = False
         self.last_step: tuple[StepOutputs, dict[str, Tensor]] | None = None
+        self._token_mean = StepTokenMean()  # the token terms' divisor over a step's micro-batches and processes
         self._built = not any(term.needs_build for term in terms)
         self.save_hyperparameters(
             {
@@ -296,7 +297,8 @@ class DistillationModule(L.LightningModule):
         if self.on_policy is not None:  # GKD: some samples' completions become the student's own (distill.lm.on_policy)
             batch = self.on_policy(batch, self.student, self.global_step, self.global_rank)
         outputs = self._run_models(batch, with_teacher=self.needs_teacher, from_cache=True)
-        set_token_normalizer(outputs, self.loss_terms, self._trainer)  # DDP: one per-token mean over all processes
+        # one per-token mean over the step's global batch (DDP's processes, accumulated micro-batches)
+        to_own_mean = self._token_mean.before_loss(outputs, self.loss_terms, self._trainer)
         values = self._loss_terms(outputs, skip_unlabeled=False, mixed_labels=_mixes_labels(self.batch_augment))
         total = self._total(values)
         # on an accelerator the check reads back to the host only at logging steps (see NonFiniteLossGuard)
@@ -308,9 +310,11 @@ class DistillationModule(L.LightningModule):
         batch_size = len(outputs.student)
         if self.record_steps:  # for the gradient diagnostics, which run before the backward pass
             self.last_step = (outputs, values)
+        shown = values if to_own_mean is None else {n: v.detach() * to_own_mean for n, v in values.items()}
+        shown_total = total if to_own_mean is None else self._total(shown)  # this micro-batch's own per-token means
         # every step's total and terms, still on the device, for callbacks that average over every step (the epoch line)
-        self.step_losses = {"train/loss": total.detach(), **{f"train/loss/{n}": v.detach() for n, v in values.items()}}
-        self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
+        self.step_losses = {"train/loss": shown_total.detach(), **{f"train/loss/{n}": v.detach() for n, v in shown.items()}}
+        self.log("train/loss", shown_total, prog_bar=True, batch_size=batch_size)
         # each self.log costs Lightning's bookkeeping; the loggers write the terms only every
         # log_every_n_steps, so they are logged on those steps (and the epoch's last, for the
         # epoch-end metrics) alone
@@ -318,9 +322,12 @@ class DistillationModule(L.LightningModule):
             self._non_finite.raise_if_seen()
             # under DDP a token term's value is this rank's summed loss / (global loss tokens / world size):
             # rank 0's share, whose mean over the ranks is the global per-token mean (one process: its own mean)
-            for name, value in values.items():
+            for name, value in shown.items():
                 self.log(f"train/loss/{name}", value, prog_bar=len(values) > 1, batch_size=batch_size)
         return total
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self._token_mean.rescale(optimizer, self._trainer)  # accumulated micro-batches: one per-token mean
 
     def _is_logging_step(self) -> bool:
         """Whether the loggers write this step's values (Lightning's test, every ``log_every_n_steps``) or the epoch ends."""

@@ -11,12 +11,9 @@ of one integer per training step) and sets ``outputs.token_normalizer`` to
 so that DDP's average of the processes' gradients is the gradient of the global
 per-token mean.
 
-Gradient accumulation: the micro-batches still to come in an optimizer step are not
-known when a micro-batch's loss is taken, so each micro-batch is normalised by its
-own global count. With ``accumulate_grad_batches > 1`` the step's gradient is then the
-mean over micro-batches of each micro-batch's global per-token mean: exactly the
-per-token mean of the whole step when the micro-batches hold equal numbers of loss
-tokens, a mean of means otherwise (as without DDP).
+Gradient accumulation (``accumulate_grad_batches > 1``) is :mod:`distill.lm.step_token_mean`'s: the
+micro-batches still to come are unknown when a loss is taken, so it rescales the gradients
+at the optimizer step instead.
 
 A single process (``world_size == 1``) is left exactly as it was: nothing is set, no
 collective runs, and each term divides by its own count.
@@ -26,6 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from torch import Tensor
 
 from distill.errors import DistillError
 from distill.lm.tokens import next_token_targets
@@ -52,20 +51,30 @@ def set_token_normalizer(outputs: StepOutputs, terms: Mapping[str, LossTerm], tr
     normalizer or the batch has no labels. Every process reaches the all-reduce in every
     training step (the number of terms and the presence of labels are the same on all ranks).
     """
-    if trainer is None or int(trainer.world_size) <= 1 or outputs.labels is None:
+    if trainer is None or int(trainer.world_size) <= 1:
         return
+    total = global_loss_tokens(outputs, terms, trainer)
+    if total is not None:
+        outputs.token_normalizer = global_token_normalizer(total, world_size=trainer.world_size)
+
+
+def global_loss_tokens(outputs: StepOutputs, terms: Mapping[str, LossTerm], trainer: Any) -> Tensor | None:
+    """This micro-batch's loss-carrying tokens summed over all processes (at least 1), or ``None`` when the
+    batch has no labels or no term reads the normalizer. One all-reduce of one integer under DDP."""
+    if outputs.labels is None:
+        return None
     normalized = {name: term for name, term in terms.items() if isinstance(term, NORMALIZED_TERMS)}
     if not normalized:
-        return
+        return None
     ignore = {int(term.ignore_index) for term in normalized.values()}
     if len(ignore) > 1:
         settings = ", ".join(f"{name}: {term.ignore_index}" for name, term in normalized.items())
         raise DistillError(
-            f"the token loss terms mark positions without loss differently ({settings}), but under DDP they share one "
+            f"the token loss terms mark positions without loss differently ({settings}), but they share one "
             "global token count; give them the same ignore_index"
         )
     _, mask = next_token_targets(outputs.labels, ignore.pop())
     local = mask.sum().reshape(1)  # int64: the sum over processes is exact
-    total = trainer.strategy.reduce(local.clone(), reduce_op="sum")
+    total = trainer.strategy.reduce(local.clone(), reduce_op="sum") if trainer is not None and int(trainer.world_size) > 1 else local
     # a global batch without any loss token sums to 0 in every term: divide by 1, as a single process does
-    outputs.token_normalizer = global_token_normalizer(total.clamp_min(1).squeeze(0), world_size=trainer.world_size)
+    return total.clamp_min(1).squeeze(0)
