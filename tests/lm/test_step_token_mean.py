@@ -23,8 +23,8 @@ def micro_batches():
     g = torch.Generator().manual_seed(3)
     ids = [torch.randint(2, VOCAB, (2, 8), generator=g) for _ in range(2)]
     labels = [i.clone() for i in ids]
-    labels[0][:, :6] = -100  # 1 loss token per row (position 6 predicts token 7)
-    labels[1][:, :1] = -100  # 6 loss tokens per row
+    labels[0][:, :6] = -100  # 2 loss tokens per row (tokens 6 and 7), 4 in all
+    labels[1][:, :1] = -100  # 7 loss tokens per row, 14 in all
     return [{"input_ids": i, "attention_mask": torch.ones_like(i), "labels": y} for i, y in zip(ids, labels)]
 
 
