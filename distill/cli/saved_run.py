@@ -21,10 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from distill.cli.error_policy import first_line
 from distill.cli.overrides import apply_keys
 from distill.cli.teachers import check_teacher_names, is_ensemble, model_spec, teacher_from_config, teacher_spec
-from distill.errors import DistillError
+from distill.errors import DistillError, first_line
 from distill.models import build_model, check_model_name, load_weights
 from distill.models.checkpoint import read_checkpoint
 from distill.models.fingerprint import weights_sha256
