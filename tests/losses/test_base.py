@@ -1,9 +1,13 @@
-"""LossTerm's class flags: every term of distill.losses sets only the flags it changes."""
+"""What every loss term shares: class flags set only where they change, one temperature rule."""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
+
+import pytest
+import torch
 
 import distill.losses
 from distill.losses.base import LossTerm
@@ -51,3 +55,21 @@ def test_a_restated_default_is_found():
             return outputs.student.sum()
 
     assert restated_flags(Restating) == [f"{__name__}.Restating.needs_teacher = True"]
+
+
+def test_the_temperature_rule_is_written_once():
+    """Terms, pure functions and the ensemble check a softening temperature with one function."""
+    from distill.errors import DistillError
+    from distill.losses import KD
+    from distill.losses.functional import kd_loss
+    from distill.teachers.ensemble import TeacherEnsemble
+
+    phrase = "temperature must be a finite number > 0"
+    package = Path(distill.losses.__file__).parent.parent
+    writers = sorted(str(p.relative_to(package)) for p in package.rglob("*.py") if phrase in p.read_text())
+    # generation.temperature is the sampling setting of an LM's generate(), not a softening temperature
+    assert writers == ["lm/generation.py", "losses/functional/_common.py"]
+    for make, owner in ((lambda: KD(temperature=0), "KD"), (lambda: kd_loss(torch.zeros(2, 3), torch.zeros(2, 3), 0.0), "kd_loss"),
+                        (lambda: TeacherEnsemble({"a": torch.nn.Linear(2, 3)}, temperature=float("nan")), "TeacherEnsemble")):
+        with pytest.raises(DistillError, match=rf"^{owner}: {phrase}, got"):
+            make()
