@@ -6,9 +6,7 @@ from collections.abc import Iterable
 
 from torch import Tensor, nn
 
-from distill.errors import DistillError
 from distill.lm.tokens import IGNORE_INDEX
-from distill.losses.adapters import build_adapter
 from distill.losses.base import StepOutputs, require_labels
 from distill.losses.feature_term import FeatureTerm
 from distill.losses.functional.token_hidden_states import token_hidden_state_mse
@@ -46,17 +44,10 @@ class TokenHiddenStates(FeatureTerm):
         self.ignore_index = int(ignore_index)
 
     def build(self, outputs: StepOutputs) -> None:
-        students, teachers = self.features(outputs)
-        self.projections = nn.ModuleList(
-            build_adapter(s.shape, t.shape).to(device=s.device, dtype=s.dtype) for s, t in zip(students, teachers)
-        )
+        self.projections = self.pair_adapters(outputs)
 
     def compute(self, outputs: StepOutputs) -> Tensor:
-        if len(self.projections) != len(self.student_layers):
-            raise DistillError(
-                "TokenHiddenStates' projections are not built yet: call DistillationModule.build(batch) "
-                "before training by hand (Trainer.fit does it)"
-            )
+        self.require_pair_adapters(self.projections)
         labels = require_labels(outputs, "TokenHiddenStates")
         normalizer = getattr(outputs, "token_normalizer", None)
         students, teachers = self.features(outputs)
