@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from distill.errors import DistillError
+from distill.errors import DistillError, first_line
 
 LABEL_KEY = "labels"
 INDEX_KEY = "index"
@@ -93,7 +93,7 @@ def forward_logits_checked(model: nn.Module, batch: Batch, role: str) -> Tensor:
         return forward_logits(model, batch)
     except RuntimeError as error:  # on a first batch, most likely data that does not fit the model
         shapes = [tuple(a.shape) for a in (*batch.args, *batch.kwargs.values()) if isinstance(a, Tensor)]
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        message = first_line(error)
         raise DistillError(
             f"the {role} cannot run on a batch of shape {', '.join(map(str, shapes))}: {message}; "
             "check that the data's channels and image size fit the model (e.g. data.channels=3)"

@@ -21,7 +21,6 @@ The exporting itself is :func:`distill.models.exporter.export_model`; rebuilding
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,14 +37,14 @@ from distill.cli.overrides import check_checkpoint_command, command_line_keys
 from distill.cli.saved_run import load_saved_model
 from distill.errors import DistillError
 from distill.cli.language_model import is_language_model_data
+from distill.cli.lm_saved_run import export_saved_language_model
+from distill.cli.text_classifier_export import export_saved_text_classifier
 from distill.models.exporter import FORMATS, check_format, default_filename, export_model
+from distill.models.pretrained_export import PRETRAINED_FORMAT
 from distill.report.measurement import evaluation_loader, example_input
+from distill.report.run_summary import summary_teacher
 
 __all__ = ["cli", "export_saved", "main"]
-
-#: a ``save_pretrained`` directory with its tokenizer: an LM run's student (``AutoModelForCausalLM``, its default
-#: format) or a Hugging Face text classifier (``AutoModelForSequenceClassification``)
-PRETRAINED_FORMAT = "huggingface"
 
 
 def export_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -68,16 +67,16 @@ def export_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.Pa
         "model": saved.name,
         "role": saved.role,
         "num_classes": saved.num_classes,
-        "teacher": _teacher_of(saved.run_dir),
+        "teacher": _teacher_fields(summary_teacher(saved.run_dir)),
     }
     describe = getattr(saved.datamodule, "input_description", None)
     meta["input"] = describe() if callable(describe) else None  # what a fresh process feeds the model
     # without out=, the export goes into the run's directory (exports/), beside the checkpoint it came from
     out_dir = Path(saved.run_dir) / "exports" if saved.run_dir is not None else Path(out_dir)
     if is_language_model_data(saved.datamodule):
-        return _export_language_model(cfg, saved, requested, out_dir, meta)
-    if requested == PRETRAINED_FORMAT:
-        return _export_pretrained_classifier(cfg, saved, out_dir, meta)
+        return export_saved_language_model(cfg, saved, requested, out_dir / f"{_stem(saved)}-{PRETRAINED_FORMAT}", meta)
+    if requested == PRETRAINED_FORMAT:  # a Hugging Face text classifier
+        return export_saved_text_classifier(cfg, saved, out_dir / f"{_stem(saved)}-{PRETRAINED_FORMAT}", meta)
     fmt = requested or "torch_export"
     example = example_input(evaluation_loader(saved.datamodule))
     if example is None:
@@ -89,56 +88,14 @@ def export_saved(cfg: DictConfig, overrides: Sequence[str], out_dir: str | os.Pa
     )
 
 
-def _export_language_model(cfg: DictConfig, saved: Any, requested: str | None, out_dir: Path,
-                           meta: dict[str, Any]) -> dict[str, Any]:
-    """An LM run's student as a ``save_pretrained`` directory with its tokenizer, checked by loading it back."""
-    if requested not in (None, PRETRAINED_FORMAT):
-        raise DistillError(
-            f"format={requested} exports classifiers; {saved.checkpoint} holds a language model, which exports as "
-            f"format={PRETRAINED_FORMAT} (a save_pretrained directory with its tokenizer)"
-        )
-    from distill.lm.export import export_language_model
-    from distill.models.causal_lm import load_tokenizer
-
-    model_cfg = saved.run_cfg[saved.role] if saved.run_cfg is not None else {}
-    tokenizer = load_tokenizer(str(model_cfg["path"])) if model_cfg.get("path") else saved.datamodule.tokenizer
-    example = example_input(evaluation_loader(saved.datamodule))
-    out = Path(str(cfg.out)).expanduser() if cfg.get("out") else out_dir / f"{_stem(saved)}-{PRETRAINED_FORMAT}"
-    return export_language_model(saved.model, tokenizer, out, example or {}, tolerance=cfg.get("tolerance"), meta=meta)
-
-
-def _export_pretrained_classifier(cfg: DictConfig, saved: Any, out_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """A Hugging Face text classifier as a ``save_pretrained`` directory with the data's tokenizer, checked by loading
-    it back with ``AutoModelForSequenceClassification``."""
-    from distill.models.pretrained_export import export_pretrained
-
-    if not callable(getattr(saved.model, "save_pretrained", None)):
-        raise DistillError(
-            f"format={PRETRAINED_FORMAT} writes a Hugging Face model's save_pretrained directory, but {saved.checkpoint} "
-            f"holds a {type(saved.model).__name__} ({saved.name}); choose one of {', '.join(FORMATS)}"
-        )
-    example = example_input(evaluation_loader(saved.datamodule))
-    if not isinstance(example, dict):
-        raise DistillError(f"format={PRETRAINED_FORMAT} is checked on token batches; this data's batches hold other inputs")
-    out = Path(str(cfg.out)).expanduser() if cfg.get("out") else out_dir / f"{_stem(saved)}-{PRETRAINED_FORMAT}"
-    return export_pretrained(saved.model, getattr(saved.datamodule, "tokenizer", None), out, example,
-                             auto_class="AutoModelForSequenceClassification", tolerance=cfg.get("tolerance"), meta=meta)
-
-
 def _stem(saved: Any) -> str:
     """The default file name's stem: the model, after the checkpoint's name inside a run (best-resnet18, last-resnet18)."""
     return f"{saved.checkpoint.stem}-{saved.name}" if saved.run_dir is not None else str(saved.name)
 
 
-def _teacher_of(run_dir: Path | None) -> dict[str, Any] | None:
-    """The teacher the run distilled from, as its ``summary.json`` records it (name, sha256 of the weights, source)."""
-    if run_dir is None or not (Path(run_dir) / "summary.json").is_file():
-        return None
-    try:
-        teacher = json.loads((Path(run_dir) / "summary.json").read_text())["teacher"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return {key: teacher.get(key) for key in ("name", "sha256", "source")} if isinstance(teacher, dict) else None
+def _teacher_fields(teacher: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the export record says of the teacher the run distilled from (its summary's name, sha256, source)."""
+    return {key: teacher.get(key) for key in ("name", "sha256", "source")} if teacher is not None else None
 
 
 def _job(cfg: DictConfig) -> None:

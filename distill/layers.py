@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from distill.cli.error_policy import fail
-from distill.errors import DistillError
+from distill.errors import DistillError, first_line
 from distill.features import _first_tensor
 
 MODEL_KEYS = ("teacher", "student", "model")
@@ -169,7 +169,6 @@ def run_models(overrides: Sequence[str]) -> tuple[list[tuple[str, str, nn.Module
     from hydra.utils import instantiate
 
     from distill.cli.config_directory import config_dir
-    from distill.cli.error_policy import first_line
     from distill.cli.key_check import check_override_keys
     from distill.cli.overrides import check_group_overrides
     from distill.cli.teachers import model_spec
@@ -209,7 +208,7 @@ def shapes_of(name: str, model: nn.Module, example: Any) -> list[tuple[str, str,
         return layer_shapes(model, example)
     except RuntimeError as error:
         raise DistillError(
-            f"{name} does not run on inputs {_input_text(example)} ({str(error).splitlines()[0]}); "
+            f"{name} does not run on inputs {_input_text(example)} ({first_line(error)}); "
             "set image_size= and channels= to the data's"
         ) from None
 

@@ -53,3 +53,15 @@ def test_own_data_example_runs_as_written(tmp_path, tiny_cli):
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["meta"]["data"] == "TensorFiles"
     assert next(r for r in report["rows"] if r["role"] == "student")["accuracy"] is not None
+
+
+def test_the_layout_section_names_every_wing_and_command():
+    """README "Layout": every package of distill/ and every command module has its line."""
+    text = README.read_text()
+    start = text.index("## Layout")
+    layout = text[start:text.find("\n## ", start + 1)]
+    package = README.parent / "distill"
+    wings = [f"distill/{p.name}/" for p in sorted(package.iterdir()) if (p / "__init__.py").is_file()]
+    commands = [f"distill/{name}.py" for name in ("run", "evaluate", "export", "layers")]
+    missing = [entry for entry in (*wings, *commands) if entry not in layout]
+    assert missing == [], f"the README's Layout section does not name {', '.join(missing)}"

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from distill.errors import DistillError
+from distill.errors import DistillError, first_line
 from distill.losses.base import LossTerm
 
 log = logging.getLogger("distill")
@@ -252,9 +252,9 @@ def _build(make: Callable[[], Any], key: str) -> Any:
         cause = error.__cause__ or error
         if isinstance(cause, DistillError):
             raise cause from None
-        raise DistillError(f"{key} cannot be built: {_first_line(cause)}; check the {key}.* settings") from None
+        raise DistillError(f"{key} cannot be built: {first_line(cause)}; check the {key}.* settings") from None
     except (TypeError, ValueError, AttributeError, ImportError, OmegaConfBaseException) as error:
-        raise DistillError(f"{key} cannot be built: {_first_line(error)}; check the {key}.* settings") from None
+        raise DistillError(f"{key} cannot be built: {first_line(error)}; check the {key}.* settings") from None
 
 
 def _matches(node: Any, pattern: str, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -289,11 +289,6 @@ def _shown(value: Any, kind: Kind) -> str:
     if isinstance(kind, Number) and isinstance(value, (int, float)) and not isinstance(value, bool):
         return repr(float(value))
     return repr(value)
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 def check_batch_size(cfg: DictConfig, datamodule: Any) -> None:

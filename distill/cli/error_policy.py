@@ -27,12 +27,6 @@ T = TypeVar("T")
 EXIT_BAD_INPUT, EXIT_SIGTERM = 2, 143
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message, or its type's name when it has none."""
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
 def fail(error: BaseException) -> NoReturn:
     """Print ``error: <message>`` and exit with code 2."""
     sys.stdout.flush()  # the error is the last line, after anything already printed

@@ -1,4 +1,5 @@
-"""``python -m distill.evaluate`` on an LM run's saved student: the LM report against the run's teacher."""
+"""An LM run's saved student for the commands: ``distill.evaluate`` (the LM report against the run's teacher)
+and ``distill.export`` (a ``save_pretrained`` directory with its tokenizer)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from distill.cli.teachers import is_student_base
 from distill.errors import DistillError
 from distill.lm.vocabulary import reconcile_vocabularies
 from distill.models.causal_lm import load_tokenizer
+from distill.models.pretrained_export import PRETRAINED_FORMAT
 from distill.report.lm_cross_report import cross_tokenizer_report
 from distill.report.lm_report import language_model_report
 
 log = logging.getLogger("distill")
+
 
 
 def is_saved_language_model(path: Any) -> bool:
@@ -76,3 +79,24 @@ def evaluate_language_model(cfg: DictConfig, overrides: list[str], out_dir: Path
     print((out_dir / "report_lm.md").read_text(), flush=True)
     print(f"evaluation written to {', '.join(files.values())}", flush=True)
     return {**report, "files": files}
+
+
+def export_saved_language_model(cfg: DictConfig, saved: Any, requested: str | None, default_out: Path,
+                                meta: dict[str, Any]) -> dict[str, Any]:
+    """An LM run's student as a ``save_pretrained`` directory with its tokenizer, checked by loading it back.
+
+    ``saved`` is :func:`distill.cli.saved_run.load_saved_model`'s; the directory is ``cfg.out``, else ``default_out``.
+    """
+    if requested not in (None, PRETRAINED_FORMAT):
+        raise DistillError(
+            f"format={requested} exports classifiers; {saved.checkpoint} holds a language model, which exports as "
+            f"format={PRETRAINED_FORMAT} (a save_pretrained directory with its tokenizer)"
+        )
+    from distill.lm.export import export_language_model
+    from distill.report.measurement import evaluation_loader, example_input
+
+    model_cfg = saved.run_cfg[saved.role] if saved.run_cfg is not None else {}
+    tokenizer = load_tokenizer(str(model_cfg["path"])) if model_cfg.get("path") else saved.datamodule.tokenizer
+    example = example_input(evaluation_loader(saved.datamodule))
+    out = Path(str(cfg.out)).expanduser() if cfg.get("out") else default_out
+    return export_language_model(saved.model, tokenizer, out, example or {}, tolerance=cfg.get("tolerance"), meta=meta)

@@ -14,7 +14,7 @@ from pathlib import Path
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
-from distill.errors import DistillError
+from distill.errors import DistillError, first_line
 
 #: the keys that name where a run writes
 DIRECTORY_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
@@ -49,7 +49,7 @@ def _parsed(arg: str, key: str, raw: str) -> object:
     try:
         return OverridesParser.create().parse_overrides([arg])[0].value()
     except HydraException as error:
-        raise DistillError(f"{key}={raw} cannot be read as a directory ({str(error).splitlines()[0]}); quote it as {key}='...'") from None
+        raise DistillError(f"{key}={raw} cannot be read as a directory ({first_line(error)}); quote it as {key}='...'") from None
 
 
 def _check_writable(path: Path, key: str) -> None:

@@ -7,7 +7,6 @@ brings the run's composed config (``<run>/.hydra/config.yaml``); the command lin
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -21,14 +20,14 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from distill.cli.error_policy import first_line
 from distill.cli.overrides import apply_keys
 from distill.cli.teachers import check_teacher_names, is_ensemble, model_spec, teacher_from_config, teacher_spec
-from distill.errors import DistillError
+from distill.errors import DistillError, first_line
 from distill.models import build_model, check_model_name, load_weights
 from distill.models.checkpoint import read_checkpoint
 from distill.models.fingerprint import weights_sha256
 from distill.report.evaluation_report import ROLES
+from distill.report.run_summary import summary_teacher
 from distill.teachers import PreparedTeacher, TeacherCache, prepare_teacher
 
 log = logging.getLogger("distill")
@@ -138,13 +137,9 @@ def _recorded_teacher(saved: SavedModel) -> tuple[str | None, str]:
         recorded = content["distill"].get("teacher_sha256")
         if recorded:
             return str(recorded), f"checkpoint {saved.checkpoint}"
-    if saved.run_dir is not None and (saved.run_dir / "summary.json").is_file():
-        try:
-            recorded = json.loads((saved.run_dir / "summary.json").read_text())["teacher"]["sha256"]
-        except (ValueError, KeyError, TypeError):
-            recorded = None
-        if recorded:
-            return str(recorded), f"{saved.run_dir / 'summary.json'}"
+    recorded = (summary_teacher(saved.run_dir) or {}).get("sha256")
+    if recorded:
+        return str(recorded), f"{saved.run_dir / 'summary.json'}"
     return None, ""
 
 

@@ -15,8 +15,7 @@ from omegaconf import DictConfig, open_dict
 from torch import nn
 
 from distill.cli import console
-from distill.cli.error_policy import first_line
-from distill.errors import DistillError
+from distill.errors import DistillError, first_line
 from distill.install_hint import install_command
 from distill.losses.base import LossTerm
 from distill.supervised import SupervisedModule

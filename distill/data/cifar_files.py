@@ -21,7 +21,7 @@ from torch import Tensor
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import download_and_extract_archive
 
-from distill.errors import DistillError
+from distill.errors import DistillError, first_line
 
 #: seconds a stalled connection may stay silent before the download gives up
 DOWNLOAD_TIMEOUT = 60
@@ -77,7 +77,7 @@ def download_files(files: CIFARFiles, root: Path) -> None:
     try:
         download_and_extract_archive(url, str(root), filename=archive, md5=files.source.tgz_md5)
     except (OSError, RuntimeError, tarfile.TarError) as error:  # URLError is an OSError
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise DistillError(
             f"could not download {files.title} from {url} into {root} ({reason}); check the network, "
             f"or fetch {archive} elsewhere, extract it into {root} and set data.download=false"
@@ -112,7 +112,7 @@ def read_batch(files: CIFARFiles, path: Path) -> tuple[Tensor, Tensor]:
         with open(path, "rb") as handle:
             entry = _ArrayUnpickler(handle, encoding="latin1").load()
     except Exception as error:  # noqa: BLE001 (a corrupt pickle fails in many ways; all mean the same here)
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise DistillError(f"cannot read {path} as a {files.title} batch ({reason}); {fix}") from None
     if not isinstance(entry, dict) or "data" not in entry or files.label_key not in entry:
         raise DistillError(f"{path} is not a {files.title} batch (no 'data' and '{files.label_key}' entries); {fix}")

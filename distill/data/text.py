@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from distill.data.base import DistillDataModule, check_int
-from distill.errors import DistillError, close_matches
+from distill.errors import DistillError, close_matches, first_line
 
 SUFFIXES = (".csv", ".tsv", ".jsonl")
 #: files of a tokenizer directory that determine the tokens (the fingerprint hashes these, not the weights)
@@ -270,7 +270,7 @@ def load_tokenizer(directory: Path) -> Any:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
     except (OSError, ValueError, KeyError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise DistillError(f"cannot load a tokenizer from {directory}: {first}") from None
     if tokenizer.pad_token_id is None:
         raise DistillError(f"the tokenizer in {directory} has no padding token; give one with a pad token (BERT's [PAD])")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from distill.errors import DistillError
+from distill.losses.functional._common import check_temperature  # noqa: F401  (the one rule; the terms import it from here)
 from distill.losses.schedules import Constant
 
 
@@ -106,17 +107,6 @@ class LossTerm(nn.Module, metaclass=abc.ABCMeta):
         labelled = (field.partition("=") for field in self.repr_fields)
         settings = [f"{label}={getattr(self, attribute or label)}" for label, _, attribute in labelled]
         return ", ".join([*settings, f"weight={self.weight}"])
-
-
-def check_temperature(temperature: float, owner: str) -> float:
-    """Validate a softmax temperature (finite and > 0)."""
-    temperature = float(temperature)
-    if not math.isfinite(temperature) or temperature <= 0:
-        raise DistillError(
-            f"{owner}: temperature must be a finite number > 0, got {temperature}; "
-            "typical values are 1 to 8 (e.g. temperature=4)"
-        )
-    return temperature
 
 
 def require_teacher(outputs: StepOutputs, owner: str) -> Tensor:

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from distill.errors import DistillError
 from distill.losses._maps import require_built
-from distill.losses.base import StepOutputs
+from distill.losses.base import StepOutputs, check_temperature
 from distill.losses.feature_term import FeatureTerm
 from distill.losses.functional import crd_nce_loss, crd_scores
 from distill.losses.memory_bank import MemoryBank, mean_across_ranks
@@ -74,9 +74,7 @@ class CRD(FeatureTerm):
         for name, value in (("num_samples", num_samples), ("embed_dim", embed_dim), ("num_negatives", num_negatives)):
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise DistillError(f"CRD: {name} must be a whole number >= 1, got {value!r}")
-        temperature = float(temperature)
-        if not temperature > 0 or temperature == float("inf"):
-            raise DistillError(f"CRD: temperature must be a finite number > 0, got {temperature}; the paper uses 0.07")
+        temperature = check_temperature(temperature, "CRD", typical="the paper uses 0.07")
         self.num_samples = int(num_samples)
         self.embed_dim = int(embed_dim)
         self.num_negatives = min(int(num_negatives), self.num_samples)

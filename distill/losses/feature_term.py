@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from distill.errors import DistillError
 from distill.features import layer_pairs, read_features
-from distill.losses._maps import feature_maps, flat_features, one_layer
+from distill.losses._maps import feature_maps, flat_features, one_layer, require_built
+from distill.losses.adapters import build_adapter
 from distill.losses.base import LossTerm, StepOutputs
 
 # how a term wants each captured layer output: as it is, as [B, C, H, W] maps, or flattened to [B, -1]
@@ -50,6 +51,17 @@ class FeatureTerm(LossTerm):
         students = read(outputs.student_features, self.student_layers, "student", owner)
         teachers = read(outputs.teacher_features, self.teacher_layers, "teacher", owner)
         return students, teachers
+
+    def pair_adapters(self, outputs: StepOutputs) -> nn.ModuleList:
+        """One adapter per layer pair, from a first batch's shapes (:func:`~distill.losses.adapters.build_adapter`)."""
+        students, teachers = self.features(outputs)
+        return nn.ModuleList(
+            build_adapter(s.shape, t.shape).to(device=s.device, dtype=s.dtype) for s, t in zip(students, teachers)
+        )
+
+    def require_pair_adapters(self, adapters: nn.ModuleList) -> None:
+        """The one-line error of a term used before :meth:`pair_adapters` built its adapters."""
+        require_built(len(adapters) == len(self.student_layers), type(self).__name__)
 
     def pair_loss(self, student: Tensor, teacher: Tensor) -> Tensor:
         """The term on one pair of layer outputs."""

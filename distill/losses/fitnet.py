@@ -6,8 +6,6 @@ from collections.abc import Iterable
 
 from torch import Tensor, nn
 
-from distill.errors import DistillError
-from distill.losses.adapters import build_adapter
 from distill.losses.base import StepOutputs
 from distill.losses.feature_term import FeatureTerm
 from distill.losses.functional import hint_loss
@@ -39,16 +37,9 @@ class FitNet(FeatureTerm):
         self.adapters = nn.ModuleList()
 
     def build(self, outputs: StepOutputs) -> None:
-        students, teachers = self.features(outputs)
-        self.adapters = nn.ModuleList(
-            build_adapter(s.shape, t.shape).to(device=s.device, dtype=s.dtype) for s, t in zip(students, teachers)
-        )
+        self.adapters = self.pair_adapters(outputs)
 
     def compute(self, outputs: StepOutputs) -> Tensor:
-        if len(self.adapters) != len(self.student_layers):
-            raise DistillError(
-                "FitNet's adapters are not built yet: call DistillationModule.build(batch) before "
-                "training by hand (Trainer.fit does it)"
-            )
+        self.require_pair_adapters(self.adapters)
         students, teachers = self.features(outputs)
         return sum(hint_loss(adapter(s), t) for adapter, s, t in zip(self.adapters, students, teachers))

@@ -6,13 +6,13 @@ from collections.abc import Iterable
 
 from torch import Tensor
 
-from distill.features import layer_pairs, read_features
 from distill.lm.tokens import IGNORE_INDEX
-from distill.losses.base import LossTerm, StepOutputs, require_labels
+from distill.losses.base import StepOutputs, require_labels
+from distill.losses.feature_term import FeatureTerm
 from distill.losses.functional.token_attention import token_attention_kl
 
 
-class TokenAttention(LossTerm):
+class TokenAttention(FeatureTerm):
     """KL(teacher ‖ student) of the attention distributions of named attention modules, per head.
 
     On the loss-carrying query tokens only; several layer pairs are summed. The
@@ -30,7 +30,6 @@ class TokenAttention(LossTerm):
     """
 
     needs_labels = True
-    needs_teacher = True
 
     def __init__(
         self,
@@ -39,17 +38,10 @@ class TokenAttention(LossTerm):
         weight: float = 1.0,
         ignore_index: int = IGNORE_INDEX,
     ) -> None:
-        super().__init__(weight)
-        self.student_layers, self.teacher_layers = layer_pairs(student_layer, teacher_layer, "TokenAttention")
+        super().__init__(student_layer, teacher_layer, weight)
         self.ignore_index = int(ignore_index)
 
     def compute(self, outputs: StepOutputs) -> Tensor:
         labels = require_labels(outputs, "TokenAttention")
         normalizer = getattr(outputs, "token_normalizer", None)
-        students = read_features(outputs.student_features, self.student_layers, "student", "TokenAttention")
-        teachers = read_features(outputs.teacher_features, self.teacher_layers, "teacher", "TokenAttention")
-        return sum(token_attention_kl(s, t, labels, normalizer, self.ignore_index) for s, t in zip(students, teachers))
-
-    def extra_repr(self) -> str:
-        layers = f"student_layer={list(self.student_layers)}, teacher_layer={list(self.teacher_layers)}"
-        return f"{layers}, weight={self.weight}"
+        return sum(token_attention_kl(s, t, labels, normalizer, self.ignore_index) for s, t in zip(*self.features(outputs)))

@@ -6,15 +6,13 @@ from collections.abc import Iterable
 
 from torch import Tensor, nn
 
-from distill.errors import DistillError
-from distill.features import layer_pairs, read_features
 from distill.lm.tokens import IGNORE_INDEX
-from distill.losses.adapters import build_adapter
-from distill.losses.base import LossTerm, StepOutputs, require_labels
+from distill.losses.base import StepOutputs, require_labels
+from distill.losses.feature_term import FeatureTerm
 from distill.losses.functional.token_hidden_states import token_hidden_state_mse
 
 
-class TokenHiddenStates(LossTerm):
+class TokenHiddenStates(FeatureTerm):
     """MSE between the student's hidden states, projected to the teacher's width, and the teacher's.
 
     Per named layer pair, on the tokens that carry loss only. A linear projection
@@ -33,7 +31,6 @@ class TokenHiddenStates(LossTerm):
 
     needs_labels = True
     needs_build = True
-    needs_teacher = True
 
     def __init__(
         self,
@@ -42,37 +39,19 @@ class TokenHiddenStates(LossTerm):
         weight: float = 1.0,
         ignore_index: int = IGNORE_INDEX,
     ) -> None:
-        super().__init__(weight)
-        self.student_layers, self.teacher_layers = layer_pairs(student_layer, teacher_layer, "TokenHiddenStates")
+        super().__init__(student_layer, teacher_layer, weight)
         self.projections = nn.ModuleList()
         self.ignore_index = int(ignore_index)
 
     def build(self, outputs: StepOutputs) -> None:
-        students, teachers = self._features(outputs)
-        self.projections = nn.ModuleList(
-            build_adapter(s.shape, t.shape).to(device=s.device, dtype=s.dtype) for s, t in zip(students, teachers)
-        )
+        self.projections = self.pair_adapters(outputs)
 
     def compute(self, outputs: StepOutputs) -> Tensor:
-        if len(self.projections) != len(self.student_layers):
-            raise DistillError(
-                "TokenHiddenStates' projections are not built yet: call DistillationModule.build(batch) "
-                "before training by hand (Trainer.fit does it)"
-            )
+        self.require_pair_adapters(self.projections)
         labels = require_labels(outputs, "TokenHiddenStates")
         normalizer = getattr(outputs, "token_normalizer", None)
-        students, teachers = self._features(outputs)
+        students, teachers = self.features(outputs)
         return sum(
             token_hidden_state_mse(projection(s), t, labels, normalizer, self.ignore_index)
             for projection, s, t in zip(self.projections, students, teachers)
         )
-
-    def _features(self, outputs: StepOutputs) -> tuple[list[Tensor], list[Tensor]]:
-        return (
-            read_features(outputs.student_features, self.student_layers, "student", "TokenHiddenStates"),
-            read_features(outputs.teacher_features, self.teacher_layers, "teacher", "TokenHiddenStates"),
-        )
-
-    def extra_repr(self) -> str:
-        layers = f"student_layer={list(self.student_layers)}, teacher_layer={list(self.teacher_layers)}"
-        return f"{layers}, weight={self.weight}"

@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import nn
 
-from distill.errors import DistillError, close_matches
+from distill.errors import DistillError, close_matches, first_line
 from distill.models.factory import ModelFamily, register_family
 from distill.models.gradient_checkpointing import enable_gradient_checkpointing
 from distill.models.huggingface_init import copy_layers
@@ -136,9 +136,9 @@ def load_causal_lm(directory: str, overrides: Mapping[str, Any], options: Mappin
             str(folder), config=model_config, local_files_only=True, **gguf_option(gguf), **options
         )
     except ImportError as error:
-        raise DistillError(f"cannot load {directory}: {_first_line(error)}") from None
+        raise DistillError(f"cannot load {directory}: {first_line(error)}") from None
     except (OSError, ValueError, RuntimeError) as error:
-        raise DistillError(f"cannot load the language model in {folder}: {_first_line(error)}") from None
+        raise DistillError(f"cannot load the language model in {folder}: {first_line(error)}") from None
 
 
 def load_tokenizer(directory: str) -> Any:
@@ -149,7 +149,7 @@ def load_tokenizer(directory: str) -> Any:
     try:
         tokenizer = _transformers().AutoTokenizer.from_pretrained(str(folder), local_files_only=True, **gguf_option(gguf))
     except (OSError, ValueError, KeyError) as error:
-        raise DistillError(f"cannot load a tokenizer from {folder}: {_first_line(error)}") from None
+        raise DistillError(f"cannot load a tokenizer from {folder}: {first_line(error)}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -240,7 +240,7 @@ def _read_config(directory: str) -> Any:
     try:
         return _transformers().AutoConfig.from_pretrained(str(folder), local_files_only=True, **gguf_option(gguf))
     except (OSError, ValueError, KeyError, ImportError) as error:
-        raise DistillError(f"cannot read the config of {directory}: {_first_line(error)}") from None
+        raise DistillError(f"cannot read the config of {directory}: {first_line(error)}") from None
 
 
 def _apply_overrides(model_config: Any, overrides: Mapping[str, Any], where: str) -> Any:
@@ -252,11 +252,6 @@ def _apply_overrides(model_config: Any, overrides: Mapping[str, Any], where: str
             )
         setattr(model_config, key, value)
     return model_config
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 register_family(ModelFamily(FAMILY, claims=lambda name: name == FAMILY, build=build_hf_causal_lm, names=lambda: (FAMILY,)))

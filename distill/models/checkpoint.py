@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from distill.errors import DistillError
+from distill.errors import DistillError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def read_checkpoint(path: str | os.PathLike, trusted: bool = False) -> Any:
 def _unreadable(path: Path, error: BaseException) -> DistillError:
     return DistillError(
         f"checkpoint {path} cannot be read: it is truncated, corrupt or not a PyTorch file "
-        f"({type(error).__name__}: {_first_line(error)[:120]})"
+        f"({type(error).__name__}: {first_line(error)[:120]})"
     )
 
 
@@ -122,7 +122,3 @@ def _strip_prefix(state: dict[str, Tensor], wanted: set[str]) -> dict[str, Tenso
             return stripped
     return state
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

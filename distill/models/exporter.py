@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from distill.batch import output_logits
-from distill.errors import DistillError
+from distill.errors import DistillError, first_line
 from distill.install_hint import install_command
 from distill.io import atomic_write_text
 from distill.models.checkpoint import load_weights
@@ -265,7 +265,7 @@ def _write_torch_export(model: nn.Module, example: Tensor, path: Path) -> None:
     try:
         program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
     except Exception as error:  # torch.export's errors name the construct it cannot capture
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise DistillError(
             f"torch.export cannot capture this model ({type(error).__name__}: {first}); try format=torchscript or state_dict"
         ) from None

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from distill.errors import DistillError, close_matches
+from distill.errors import DistillError, close_matches, first_line
 from distill.models.factory import ModelFamily, register_family
 from distill.models.huggingface_init import copy_layers, every_other
 from distill.models.select_classes import SelectClasses
@@ -188,7 +188,7 @@ def _read_config(directory: str, key: str) -> Any:
     try:
         return _transformers().AutoConfig.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, KeyError) as error:
-        raise DistillError(f"cannot read {folder / 'config.json'}: {_first_line(error)}") from None
+        raise DistillError(f"cannot read {folder / 'config.json'}: {first_line(error)}") from None
 
 
 def _apply_overrides(model_config: Any, overrides: Mapping[str, Any], directory: str) -> Any:
@@ -212,7 +212,7 @@ def _load(directory: str, model_config: Any, options: Mapping[str, Any], base: b
     try:
         return auto.from_pretrained(str(folder), local_files_only=True, **extra, **options)
     except (OSError, ValueError, RuntimeError) as error:
-        raise DistillError(f"cannot load the model in {folder}: {_first_line(error)}") from None
+        raise DistillError(f"cannot load the model in {folder}: {first_line(error)}") from None
 
 
 def _has_classification_head(model_config: Any) -> bool:
@@ -221,11 +221,6 @@ def _has_classification_head(model_config: Any) -> bool:
 
 def _labels(model_config: Any) -> str:
     return ", ".join(f"{i}={label}" for i, label in sorted((model_config.id2label or {}).items()))
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 register_family(ModelFamily(FAMILY, claims=lambda name: name == FAMILY, build=build_hf_sequence_classifier, names=lambda: (FAMILY,)))

@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from distill.errors import DistillError
+from distill.errors import DistillError, first_line
 from distill.install_hint import install_command
 
 
@@ -50,7 +50,7 @@ def with_lora(
     except ValueError as error:  # no target module found, or none for this model type
         names = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D"})
         raise DistillError(
-            f"cannot put LoRA adapters on this {type(model).__name__}: {_first_line(error)}; "
+            f"cannot put LoRA adapters on this {type(model).__name__}: {first_line(error)}; "
             f"set lora.target_modules to some of its linear layers: {names}"
         ) from None
 
@@ -88,7 +88,3 @@ def _peft() -> Any:
         raise DistillError(f"LoRA students need the peft package (the lora extra): {install_command('lora')}") from None
     return peft
 
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__

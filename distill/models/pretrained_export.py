@@ -23,6 +23,9 @@ from distill.errors import DistillError
 from distill.io import atomic_write_text
 from distill.models.lora import merged_copy
 
+#: the export format of a ``save_pretrained`` directory (``python -m distill.export format=huggingface``)
+PRETRAINED_FORMAT = "huggingface"
+
 
 def save_pretrained_model(model: nn.Module, tokenizer: Any, directory: str | Path) -> Path:
     """Write ``model`` (weights as safetensors, ``config.json``, generation config) and ``tokenizer`` to ``directory``.

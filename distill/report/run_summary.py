@@ -74,3 +74,15 @@ def write_summary(summary: Mapping[str, Any], directory: str | Path) -> tuple[Pa
     json_path = atomic_write_text(directory / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     md_path = atomic_write_text(directory / "summary.md", summary_markdown(summary))
     return json_path, md_path
+
+
+def summary_teacher(run_dir: str | Path | None) -> dict[str, Any] | None:
+    """The teacher a run's ``summary.json`` records (name, sha256 of the weights, source, ...), None without one."""
+    path = Path(run_dir) / "summary.json" if run_dir is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        teacher = json.loads(path.read_text())["teacher"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return teacher if isinstance(teacher, dict) else None

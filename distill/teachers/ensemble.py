@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from distill.batch import output_logits
 from distill.errors import DistillError
+from distill.losses.base import check_temperature
 
 COMBINES = ("mean", "soft", "concat")
 
@@ -56,13 +57,8 @@ class TeacherEnsemble(nn.Module):
             raise DistillError("TeacherEnsemble needs at least one member; give teacher.members={name: {...}}")
         if combine not in COMBINES:
             raise DistillError(f"TeacherEnsemble: combine must be one of {', '.join(COMBINES)}, got {combine!r}")
-        temperature = float(temperature)
-        if not math.isfinite(temperature) or temperature <= 0:
-            raise DistillError(
-                f"TeacherEnsemble: temperature must be a finite number > 0, got {temperature}; e.g. temperature=4"
-            )
         self.combine = combine
-        self.temperature = temperature
+        self.temperature = check_temperature(temperature, "TeacherEnsemble", typical="e.g. temperature=4")
         self.dim = dim
         #: member name → slice of the output's class dimension, set by a ``"concat"`` forward pass
         self.columns: dict[str, slice] = {}

@@ -7,7 +7,7 @@ from hydra.errors import InstantiationException
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf
 
-from distill.cli.error_policy import command_entry, first_line, guarded, user_error
+from distill.cli.error_policy import command_entry, guarded, user_error
 from distill.errors import DistillError
 
 
@@ -24,11 +24,6 @@ def wrapped(cause):
         raise InstantiationException("Error in call to target 'x':\n" + str(cause)) from cause
     except InstantiationException as error:
         return error
-
-
-def test_first_line_of_a_message_or_the_type_name():
-    assert first_line(ValueError("one\ntwo")) == "one"
-    assert first_line(ValueError("  \n")) == "ValueError"
 
 
 def test_user_error_is_the_distill_error_also_behind_hydras_wrapper():

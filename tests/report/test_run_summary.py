@@ -36,3 +36,14 @@ def test_write_summary_writes_both_files(tmp_path):
 def test_a_baseline_run_states_what_kd_gained():
     assert "- KD vs student alone: +1.5 points" in summary_markdown({**SUMMARY, "kd_vs_alone_points": 1.5})
     assert "KD vs student alone" not in summary_markdown(SUMMARY)
+
+
+def test_summary_teacher_reads_what_the_run_recorded(tmp_path):
+    from distill.report.run_summary import summary_teacher
+
+    assert summary_teacher(None) is None and summary_teacher(tmp_path) is None  # no run directory, no summary
+    (tmp_path / "summary.json").write_text('{"teacher": {"name": "resnet18", "sha256": "ab", "source": "cache"}}')
+    assert summary_teacher(tmp_path) == {"name": "resnet18", "sha256": "ab", "source": "cache"}
+    for broken in ("not json", '{"student": {}}', '{"teacher": "resnet18"}'):
+        (tmp_path / "summary.json").write_text(broken)
+        assert summary_teacher(tmp_path) is None, broken

@@ -6,6 +6,8 @@ import math
 
 from torch import Tensor
 
+from distill.errors import DistillError
+
 _REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -17,10 +19,20 @@ def _check_same_shape(student: Tensor, teacher: Tensor, fn: str) -> None:
         )
 
 
-def _check_temperature(temperature: float, fn: str) -> float:
+#: what :func:`check_temperature` suggests by default
+TYPICAL_TEMPERATURES = "typical values are 1 to 8 (e.g. temperature=4)"
+
+
+def check_temperature(temperature: float, owner: str, typical: str = TYPICAL_TEMPERATURES) -> float:
+    """The one temperature rule of :mod:`distill.losses`: a finite number > 0.
+
+    A term checks its temperature once, when it is built; a pure function of
+    :mod:`distill.losses.functional` checks the one it is called with. ``owner``
+    (a term's or a function's name) starts the one-line error, ``typical`` ends it.
+    """
     temperature = float(temperature)
     if not math.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"{fn}: temperature must be a finite number > 0, got {temperature}")
+        raise DistillError(f"{owner}: temperature must be a finite number > 0, got {temperature}; {typical}")
     return temperature
 
 

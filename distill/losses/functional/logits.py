@@ -14,7 +14,7 @@ from torch import Tensor
 
 from distill.losses.functional._common import (
     _check_same_shape,
-    _check_temperature,
+    check_temperature,
     _kl_from_log_probs,
     _log_or_neg_inf,
     _reduce,
@@ -51,7 +51,7 @@ def kd_loss(
     """
     fn = "kd_loss"
     _check_same_shape(student_logits, teacher_logits, fn)
-    temperature = _check_temperature(temperature, fn)
+    temperature = check_temperature(temperature, fn)
     log_q = F.log_softmax(student_logits.float() / temperature, dim=dim)
     log_p = F.log_softmax(teacher_logits.float() / temperature, dim=dim)
     per_position = (log_p.exp() * (log_p - log_q)).sum(dim=dim) * temperature**2
@@ -99,7 +99,7 @@ def reverse_kl_loss(
     """
     fn = "reverse_kl_loss"
     _check_same_shape(student_logits, teacher_logits, fn)
-    temperature = _check_temperature(temperature, fn)
+    temperature = check_temperature(temperature, fn)
     log_q = F.log_softmax(student_logits.float() / temperature, dim=dim)
     log_p = F.log_softmax(teacher_logits.float() / temperature, dim=dim)
     per_position = _kl_from_log_probs(log_q, log_p, dim) * temperature**2
@@ -140,7 +140,7 @@ def jsd_loss(
     """
     fn = "jsd_loss"
     _check_same_shape(student_logits, teacher_logits, fn)
-    temperature = _check_temperature(temperature, fn)
+    temperature = check_temperature(temperature, fn)
     beta = float(beta)
     if not 0.0 <= beta <= 1.0:  # also rejects NaN
         raise ValueError(f"{fn}: beta must be in [0, 1], got {beta}")
@@ -183,7 +183,7 @@ def tvd_loss(
     """
     fn = "tvd_loss"
     _check_same_shape(student_logits, teacher_logits, fn)
-    temperature = _check_temperature(temperature, fn)
+    temperature = check_temperature(temperature, fn)
     q = F.softmax(student_logits.float() / temperature, dim=dim)
     p = F.softmax(teacher_logits.float() / temperature, dim=dim)
     per_position = 0.5 * (p - q).abs().sum(dim=dim)
@@ -236,7 +236,7 @@ def bce_kd_loss(
     """
     fn = "bce_kd_loss"
     _check_same_shape(student_logits, teacher_logits, fn)
-    temperature = _check_temperature(temperature, fn)
+    temperature = check_temperature(temperature, fn)
     soft_targets = torch.sigmoid(teacher_logits.float() / temperature)
     per_element = F.binary_cross_entropy_with_logits(
         student_logits.float() / temperature, soft_targets, reduction="none"
@@ -275,7 +275,7 @@ def dkd_loss(
     """
     fn = "dkd_loss"
     _check_same_shape(student_logits, teacher_logits, fn)
-    temperature = _check_temperature(temperature, fn)
+    temperature = check_temperature(temperature, fn)
     if student_logits.dim() != 2 or target.shape != student_logits.shape[:1]:
         raise ValueError(
             f"{fn}: expects logits [B, C] and class indices [B], got logits "
@@ -341,7 +341,7 @@ def dist_loss(
     """
     fn = "dist_loss"
     _check_same_shape(student_logits, teacher_logits, fn)
-    temperature = _check_temperature(temperature, fn)
+    temperature = check_temperature(temperature, fn)
     if student_logits.dim() != 2:
         raise ValueError(f"{fn}: expects logits [B, C], got {tuple(student_logits.shape)}")
     p = F.softmax(student_logits.float() / temperature, dim=1)

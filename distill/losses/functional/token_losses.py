@@ -29,6 +29,7 @@ from torch import Tensor
 from distill.errors import DistillError
 from distill.lm.tokens import IGNORE_INDEX, check_logits_match_labels, loss_positions, next_token_targets
 from distill.losses.functional import token_divergences as divergences
+from distill.losses.functional._common import check_temperature
 from distill.losses.functional.token_chunking import chunked_row_sum, chunked_row_values
 from distill.losses.functional.token_topk import (
     TeacherTopK,
@@ -155,9 +156,7 @@ def _divergence_loss(
     reduction: str = "mean",
     ignore_index: int = IGNORE_INDEX,
 ) -> Tensor:
-    temperature = float(temperature)
-    if not temperature > 0 or temperature == float("inf"):
-        raise DistillError(f"temperature must be a finite number > 0, got {temperature}")
+    temperature = check_temperature(temperature, "token loss")
     check_logits_match_labels(student_logits, labels, "token loss")
     teacher_parts = _teacher_parts(teacher, student_logits, top_k, temperature)
     row_loss = functools.partial(
