@@ -298,7 +298,8 @@ class DistillationModule(L.LightningModule):
         outputs = self._run_models(batch, with_teacher=self.needs_teacher, from_cache=True)
         set_token_normalizer(outputs, self.loss_terms, self._trainer)  # DDP: one per-token mean over all processes
         values = self._loss_terms(outputs, skip_unlabeled=False, mixed_labels=_mixes_labels(self.batch_augment))
-        total = self._total(values)
+        # every term sat this step out (label terms only, a batch with no labelled sample): exactly 0, on the graph
+        total = self._total(values) if values else outputs.student.float().sum() * 0.0
         # on an accelerator the check reads back to the host only at logging steps (see NonFiniteLossGuard)
         try:
             self._non_finite.update(values, total, self.global_step, self.current_epoch)

@@ -122,3 +122,21 @@ def test_a_teacher_trained_first_on_a_batch_without_labels_gets_a_zero_loss_not_
     assert torch.equal(logits.grad, torch.zeros(3, 4))
     labels = torch.tensor([1, -100, 2])
     assert _task_loss(logits, labels).item() == pytest.approx(F.cross_entropy(logits[[0, 2]], labels[[0, 2]]).item())
+
+
+def test_a_batch_without_labels_and_only_label_terms_that_know_no_ignore_value_gives_an_exact_zero():
+    # DKD reads labels and has no ignore value: it sits out a batch with no labelled sample; the step's total is
+    # then 0 on the graph (zero gradients), not the int 0 that broke the non-finite check
+    from distill.losses import DKD
+
+    student, teacher = Linear(0), Linear(1)
+    m = DistillationModule(student, teacher, {"dkd": DKD()})
+    total = m.training_step((torch.randn(5, 4), torch.full((5,), -100)), 0)
+    assert isinstance(total, torch.Tensor) and total.item() == 0.0 and total.requires_grad
+    total.backward()
+    assert all(torch.equal(p.grad, torch.zeros_like(p)) for p in student.parameters())
+    # with labelled samples DKD sees those only: the value a DKD of the labelled rows gives
+    x, y = torch.randn(5, 4), torch.tensor([0, -100, 1, 2, -100])
+    labelled = y != -100
+    expected = DKD()(StepOutputs(student=student.fc(x)[labelled], teacher=teacher.fc(x)[labelled], labels=y[labelled]))
+    assert m.training_step((x, y), 0).item() == pytest.approx(expected.item(), rel=1e-5)
