@@ -17,7 +17,7 @@ from distill.errors import DistillError, close_matches
 from distill.models.torchvision_models import torchvision_model_names
 
 #: config groups whose options are files in conf/<group>/ (and, for the model groups, stored names)
-GROUPS = ("teacher", "student", "loss", "data", "trainer", "lr_scheduler", "experiment")
+GROUPS = ("teacher", "student", "loss", "data", "trainer", "lr_scheduler", "experiment", "augment")
 
 
 def group_options(config_dir: Path, group: str) -> list[str]:

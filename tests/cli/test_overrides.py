@@ -30,6 +30,7 @@ def test_sweep_lists_are_checked_item_by_item():
         ("trainer=defualt", "unknown trainer 'defualt' (did you mean default?)"),
         ("student=resnet1", "or any torchvision classification model name"),
         ("experiment=quik", "unknown experiment 'quik' (did you mean quick?)"),
+        ("augment=mixupp", "unknown augment 'mixupp' (did you mean mixup?); available: crop_flip, cutmix, mixup, mixup_or_cutmix"),
     ],
 )
 def test_unknown_options_name_the_close_matches(arg, message):
