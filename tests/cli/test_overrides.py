@@ -69,3 +69,11 @@ def test_the_command_line_is_checked_before_hydra_starts():
     assert command_line_keys(["data.batch_size=8", "~data.labels", "+x.y=1"]) == {
         "data.batch_size": False, "data.labels": True, "x.y": False,
     }
+
+
+@pytest.mark.parametrize("arg", ["data.augment=mixup", "+data.augment=cutmix"])
+def test_a_batch_augmentation_given_as_data_augment_points_to_the_augment_group(arg):
+    value = arg.partition("=")[2]
+    with pytest.raises(DistillError, match=rf"data.augment={value}: .*true or false.*: augment={value}$"):
+        check_group_overrides([arg], CONF)
+    assert check_group_overrides(["data.augment=false"], CONF) == ["data.augment=false"]
