@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from distill.augment.batch_views import CACHE_WITH_BATCH_AUGMENT
 from distill.batch import forward_logits, forward_logits_checked, split_batch
 from distill.diagnostics.gradient_norms import GradientNorms
 from distill.errors import DistillError
@@ -95,10 +96,7 @@ class DistillationModule(L.LightningModule):
         super().__init__()
         check_pair(student, teacher)
         if batch_augment is not None and teacher_outputs is not None:
-            raise DistillError(
-                "teacher.cache=true reads the teacher's outputs on the un-augmented training inputs, but "
-                "batch augmentation gives both models new views every step; set teacher.cache=false or augment=null"
-            )
+            raise DistillError(CACHE_WITH_BATCH_AUGMENT)
         if on_policy is not None and teacher_outputs is not None:
             raise DistillError(
                 "on-policy distillation has the teacher score the student's own completions, which no teacher-output "

@@ -37,6 +37,7 @@ from distill.cli.run_dir_check import check_run_dirs
 from distill.cli.teachers import (
     baseline_from_config,
     check_feature_layers_first,
+    check_sample_indices_first,
     check_teacher_names,
     model_spec,
     teacher_from_config,
@@ -77,6 +78,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_buildable(cfg, student)  # optimizers, schedules, callbacks: built once now, not after the teacher trained
     check_batch_size(cfg, datamodule)
     check_feature_layers_first(cfg, datamodule, student, loss)  # layer names and shapes, before the teacher trains
+    check_sample_indices_first(cfg, datamodule, loss)  # the teacher-output cache's refusals, before the teacher trains
     resume_path = resume_checkpoint(cfg, run_dir, student)
     resume_from = str(resume_path) if resume_path is not None else None
     # the run's one Trainer, built before the teacher: settings Lightning rejects fail here

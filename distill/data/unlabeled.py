@@ -33,6 +33,12 @@ from distill.errors import DistillError
 from distill.partial_labels import IGNORE_INDEX
 
 
+#: an unlabelled pool with sample indices (the loader's and the run's early check's one line)
+POOL_WITH_INDEX = (
+    "data.unlabeled cannot be combined with sample indices (teacher.cache=true or terms such as crd "
+    "index the training split only); set teacher.cache=false or drop the index-reading term"
+)
+
 class HiddenLabels:
     """Keep the labels of ``labeled_fraction`` of the training split (seeded), hide the others'."""
 
@@ -157,10 +163,7 @@ class MixedBatchSampler(Sampler[list[int]]):
 def partly_labeled_dataset(datamodule: Any) -> PartlyLabeledDataset:
     """The data module's training split plus its pool, as one data set."""
     if datamodule.with_index:
-        raise DistillError(
-            "data.unlabeled cannot be combined with sample indices (teacher.cache=true or terms such as crd "
-            "index the training split only); set teacher.cache=false or drop the index-reading term"
-        )
+        raise DistillError(POOL_WITH_INDEX)
     pool = datamodule.unlabeled
     train = IndexedDataset(datamodule.splits["train"], datamodule.train_transform)
     if isinstance(pool, HiddenLabels):
