@@ -171,7 +171,20 @@ def partly_labeled_dataset(datamodule: Any) -> PartlyLabeledDataset:
     inputs = pool.inputs(datamodule)
     if isinstance(inputs, Tensor):
         inputs = _TensorInputs(inputs)
+    _check_pool_shape(inputs, train)
     return PartlyLabeledDataset(train, None, inputs, datamodule.labels)
+
+
+def _check_pool_shape(pool: Dataset, train: Dataset) -> None:
+    """One line, not the collate's "stack expects each tensor to be equal size", when the pool's inputs are another shape."""
+    if not len(pool) or not len(train):
+        return
+    sample, (x, _) = pool[0], train[0]
+    if isinstance(sample, Tensor) and isinstance(x, Tensor) and sample.shape != x.shape:
+        raise DistillError(
+            f"data.unlabeled: the pool's inputs have shape {tuple(sample.shape)} but the training inputs "
+            f"{tuple(x.shape)}; give the pool the training data's input size (for a data module: its image_size, channels)"
+        )
 
 
 def partly_labeled_loader(datamodule: Any) -> DataLoader:
