@@ -57,6 +57,13 @@ __all__ = ["cli", "config_dir", "main", "run"]
 log = logging.getLogger("distill")
 
 
+#: augment= on a language model's data, which the LM run would otherwise ignore without a word
+LM_AUGMENT = (
+    "augment= mixes or shifts float inputs (images, signals, features); a language model's token ids cannot be "
+    "augmented that way: set augment=null"
+)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one distillation job described by ``cfg``; return its summary."""
     started = time.perf_counter()
@@ -67,6 +74,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # everything that can be wrong in the config fails here, before any training
     datamodule = instantiate(cfg.data)
     if is_language_model_data(datamodule):  # causal LMs: their own steps and report
+        if cfg.get("augment"):
+            raise DistillError(LM_AUGMENT)
         return run_language_model(cfg, datamodule, run_dir, started)
     loss = loss_terms(cfg.loss)
     check_labels_for(loss, cfg)

@@ -107,3 +107,17 @@ def test_the_cache_with_mixup_fails_on_the_command_line_before_the_teacher_train
         "augmentation gives both models new views every step; set teacher.cache=false or augment=null"
     )
     assert not (tmp_path / "cache" / "teachers").exists() and not (tmp_path / "cache" / "teacher_outputs").exists()
+
+
+def test_a_batch_augmentation_on_a_language_model_run_is_refused_not_ignored(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "distill.run", "experiment=lm", "augment=mixup", f"hydra.run.dir={tmp_path / 'run'}"],
+        env={**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache")}, cwd=tmp_path,
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].endswith("token ids cannot be augmented that way: set augment=null")
