@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from distill.augment.batch_views import CACHE_WITH_BATCH_AUGMENT
 from distill.batch import forward_logits, forward_logits_checked, split_batch
 from distill.diagnostics.gradient_norms import GradientNorms
 from distill.errors import DistillError
@@ -95,10 +96,7 @@ class DistillationModule(L.LightningModule):
         super().__init__()
         check_pair(student, teacher)
         if batch_augment is not None and teacher_outputs is not None:
-            raise DistillError(
-                "teacher.cache=true reads the teacher's outputs on the un-augmented training inputs, but "
-                "batch augmentation gives both models new views every step; set teacher.cache=false or augment=null"
-            )
+            raise DistillError(CACHE_WITH_BATCH_AUGMENT)
         if on_policy is not None and teacher_outputs is not None:
             raise DistillError(
                 "on-policy distillation has the teacher score the student's own completions, which no teacher-output "
@@ -300,7 +298,8 @@ class DistillationModule(L.LightningModule):
         # one per-token mean over the step's global batch (DDP's processes, accumulated micro-batches)
         to_own_mean = self._token_mean.before_loss(outputs, self.loss_terms, self._trainer)
         values = self._loss_terms(outputs, skip_unlabeled=False, mixed_labels=_mixes_labels(self.batch_augment))
-        total = self._total(values)
+        # every term sat this step out (label terms only, a batch with no labelled sample): exactly 0, on the graph
+        total = self._total(values) if values else outputs.student.float().sum() * 0.0
         # on an accelerator the check reads back to the host only at logging steps (see NonFiniteLossGuard)
         try:
             self._non_finite.update(values, total, self.global_step, self.current_epoch)

@@ -37,6 +37,7 @@ from distill.cli.run_dir_check import check_run_dirs
 from distill.cli.teachers import (
     baseline_from_config,
     check_feature_layers_first,
+    check_sample_indices_first,
     check_teacher_names,
     model_spec,
     teacher_from_config,
@@ -56,6 +57,13 @@ __all__ = ["cli", "config_dir", "main", "run"]
 log = logging.getLogger("distill")
 
 
+#: augment= on a language model's data, which the LM run would otherwise ignore without a word
+LM_AUGMENT = (
+    "augment= mixes or shifts float inputs (images, signals, features); a language model's token ids cannot be "
+    "augmented that way: set augment=null"
+)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one distillation job described by ``cfg``; return its summary."""
     started = time.perf_counter()
@@ -66,6 +74,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # everything that can be wrong in the config fails here, before any training
     datamodule = instantiate(cfg.data)
     if is_language_model_data(datamodule):  # causal LMs: their own steps and report
+        if cfg.get("augment"):
+            raise DistillError(LM_AUGMENT)
         return run_language_model(cfg, datamodule, run_dir, started)
     loss = loss_terms(cfg.loss)
     check_labels_for(loss, cfg)
@@ -77,6 +87,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_buildable(cfg, student)  # optimizers, schedules, callbacks: built once now, not after the teacher trained
     check_batch_size(cfg, datamodule)
     check_feature_layers_first(cfg, datamodule, student, loss)  # layer names and shapes, before the teacher trains
+    check_sample_indices_first(cfg, datamodule, loss)  # the teacher-output cache's refusals, before the teacher trains
     resume_path = resume_checkpoint(cfg, run_dir, student)
     resume_from = str(resume_path) if resume_path is not None else None
     # the run's one Trainer, built before the teacher: settings Lightning rejects fail here

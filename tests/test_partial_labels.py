@@ -122,3 +122,60 @@ def test_a_teacher_trained_first_on_a_batch_without_labels_gets_a_zero_loss_not_
     assert torch.equal(logits.grad, torch.zeros(3, 4))
     labels = torch.tensor([1, -100, 2])
     assert _task_loss(logits, labels).item() == pytest.approx(F.cross_entropy(logits[[0, 2]], labels[[0, 2]]).item())
+
+
+def test_a_batch_without_labels_and_only_label_terms_that_know_no_ignore_value_gives_an_exact_zero():
+    # DKD reads labels and has no ignore value: it sits out a batch with no labelled sample; the step's total is
+    # then 0 on the graph (zero gradients), not the int 0 that broke the non-finite check
+    from distill.losses import DKD
+
+    student, teacher = Linear(0), Linear(1)
+    m = DistillationModule(student, teacher, {"dkd": DKD()})
+    total = m.training_step((torch.randn(5, 4), torch.full((5,), -100)), 0)
+    assert isinstance(total, torch.Tensor) and total.item() == 0.0 and total.requires_grad
+    total.backward()
+    assert all(torch.equal(p.grad, torch.zeros_like(p)) for p in student.parameters())
+    # with labelled samples DKD sees those only: the value a DKD of the labelled rows gives
+    x, y = torch.randn(5, 4), torch.tensor([0, -100, 1, 2, -100])
+    labelled = y != -100
+    expected = DKD()(StepOutputs(student=student.fc(x)[labelled], teacher=teacher.fc(x)[labelled], labels=y[labelled]))
+    assert m.training_step((x, y), 0).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+class SignalNet(nn.Module):
+    """Signals [N, 1, 8] -> a named hidden layer -> 3 classes; records the inputs it saw."""
+
+    def __init__(self, seed):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(8, 6), nn.ReLU())
+        self.fc = nn.Linear(6, 3)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return self.fc(self.hidden(x))
+
+
+def test_a_feature_term_reads_both_models_features_on_the_same_cutmix_view():
+    from distill.augment import CutMix
+    from distill.augment.cutmix import cut_box, cutmix
+    from distill.losses import PKT
+    from distill.losses.functional import pkt_loss
+
+    student, teacher = SignalNet(0), SignalNet(1)
+    terms = {"kd": KD(temperature=2.0), "pkt": PKT(student_layer="hidden"), "ce": CrossEntropy()}
+    m = DistillationModule(student, teacher, terms, batch_augment=CutMix(alpha=1.0, num_classes=3))
+    x, y = torch.randn(6, 1, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    torch.manual_seed(3)  # CutMix's draws, in its order: lam, the segment's centre, the partners
+    lam = float(torch.distributions.Beta(1.0, 1.0).sample())
+    centre = tuple(torch.rand(1).tolist())
+    perm = torch.randperm(6)
+    view, kept = cutmix(x, cut_box((8,), lam, centre), perm)
+    torch.manual_seed(3)
+    total = m.training_step((x, y), 0)
+    assert torch.equal(student.seen[-1], view) and torch.equal(teacher.seen[-1], view)
+    s, t = student.fc(student.hidden(view)), teacher.fc(teacher.hidden(view))
+    ce = kept * F.cross_entropy(s, y, reduction="none") + (1 - kept) * F.cross_entropy(s, y[perm], reduction="none")
+    expected = kd_by_hand(s, t, 2.0) + pkt_loss(student.hidden(view), teacher.hidden(view)) + ce.mean()
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)

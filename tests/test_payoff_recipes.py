@@ -66,3 +66,58 @@ def test_the_quick_smoke_run_ends_with_a_student_well_above_chance(tmp_path):
     # chance on digits is 10 %; the previous quick pair ended there
     assert summary["student"]["test_accuracy"] > 0.5
     assert summary["teacher"]["test_accuracy"] > 0.5
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["experiment=mnist1d_mixup", "teacher.cache=true"], "teacher.cache=true reads the teacher's outputs on the un-augmented"),
+        (["experiment=mnist1d_unlabeled", "teacher.cache=true"], "data.unlabeled cannot be combined with sample indices"),
+        (["experiment=mnist1d_label_scarce", "loss=crd"], "data.unlabeled cannot be combined with sample indices"),
+    ],
+)
+def test_the_teacher_output_cache_and_index_terms_are_refused_with_views_or_a_pool_before_the_teacher_exists(
+    overrides, message
+):
+    from distill.cli.teachers import check_sample_indices_first
+    from distill.cli.training import loss_terms
+    from distill.errors import DistillError
+
+    cfg = composed(*overrides)
+    with pytest.raises(DistillError, match=message):
+        check_sample_indices_first(cfg, instantiate(cfg.data), loss_terms(cfg.loss))
+    plain = composed("experiment=mnist1d_kd", "teacher.cache=true")  # no views, no pool: the cache is fine
+    check_sample_indices_first(plain, instantiate(plain.data), loss_terms(plain.loss))
+
+
+def test_the_cache_with_mixup_fails_on_the_command_line_before_the_teacher_trains(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "distill.run", "experiment=mnist1d_mixup", "teacher.cache=true",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        env={**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache")}, cwd=tmp_path,
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: teacher.cache=true reads the teacher's outputs on the un-augmented training inputs, but batch "
+        "augmentation gives both models new views every step; set teacher.cache=false or augment=null"
+    )
+    assert not (tmp_path / "cache" / "teachers").exists() and not (tmp_path / "cache" / "teacher_outputs").exists()
+
+
+def test_a_batch_augmentation_on_a_language_model_run_is_refused_not_ignored(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "distill.run", "experiment=lm", "augment=mixup", f"hydra.run.dir={tmp_path / 'run'}"],
+        env={**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache")}, cwd=tmp_path,
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].endswith("token ids cannot be augmented that way: set augment=null")

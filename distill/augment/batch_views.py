@@ -17,6 +17,12 @@ from distill.batch import INDEX_KEY, LABEL_KEY
 from distill.errors import DistillError
 
 
+#: teacher.cache=true with a batch augmentation (augment=...): the module's and the run's early check's one line
+CACHE_WITH_BATCH_AUGMENT = (
+    "teacher.cache=true reads the teacher's outputs on the un-augmented training inputs, but "
+    "batch augmentation gives both models new views every step; set teacher.cache=false or augment=null"
+)
+
 class BatchAugment(metaclass=abc.ABCMeta):
     """Turns a batch ``x``, ``(x, y[, index])`` or ``{"x": ..., "labels": ...}`` into an augmented one.
 

@@ -17,7 +17,7 @@ from distill.errors import DistillError, close_matches
 from distill.models.torchvision_models import torchvision_model_names
 
 #: config groups whose options are files in conf/<group>/ (and, for the model groups, stored names)
-GROUPS = ("teacher", "student", "loss", "data", "trainer", "lr_scheduler", "experiment")
+GROUPS = ("teacher", "student", "loss", "data", "trainer", "lr_scheduler", "experiment", "augment")
 
 
 def group_options(config_dir: Path, group: str) -> list[str]:
@@ -41,6 +41,11 @@ def check_group_overrides(argv: Sequence[str], config_dir: Path) -> list[str]:
     result = []
     for arg in argv:
         key, sep, value = arg.partition("=")
+        if key.lstrip("+") == "data.augment" and value in group_options(config_dir, "augment"):
+            raise DistillError(
+                f"data.augment={value}: data.augment switches a data set's own random crops and flips (true or false); "
+                f"batch augmentation seen by both models is its own group: augment={value}"
+            )
         group = key.removeprefix("override ")
         if not sep or group not in GROUPS or not value or value == "null":
             result.append(arg)

@@ -209,6 +209,22 @@ def baseline_from_config(cfg: DictConfig, datamodule: Any, run_dir: Path) -> Pre
     )
 
 
+def check_sample_indices_first(cfg: DictConfig, datamodule: Any, loss: dict[str, LossTerm]) -> None:
+    """``teacher.cache=true`` and index-reading terms refused with their one line before the teacher trains:
+    with a batch augmentation (``augment=``), with the data set's own random augmentation, with an unlabelled pool."""
+    from distill.data.unlabeled import POOL_WITH_INDEX
+    from distill.augment.batch_views import CACHE_WITH_BATCH_AUGMENT
+
+    cache = bool(cfg.teacher.get("cache"))
+    if cache and cfg.get("augment"):
+        raise DistillError(CACHE_WITH_BATCH_AUGMENT)
+    if cache:
+        check_cacheable(datamodule)
+    reads_index = cache or any(term.needs_index for term in loss.values())
+    if reads_index and getattr(datamodule, "unlabeled", None) is not None:
+        raise DistillError(POOL_WITH_INDEX)
+
+
 def teacher_outputs_from_config(
     cfg: DictConfig, datamodule: Any, teacher: nn.Module, loss: dict[str, LossTerm]
 ) -> TeacherOutputCache:

@@ -33,6 +33,12 @@ from distill.errors import DistillError
 from distill.partial_labels import IGNORE_INDEX
 
 
+#: an unlabelled pool with sample indices (the loader's and the run's early check's one line)
+POOL_WITH_INDEX = (
+    "data.unlabeled cannot be combined with sample indices (teacher.cache=true or terms such as crd "
+    "index the training split only); set teacher.cache=false or drop the index-reading term"
+)
+
 class HiddenLabels:
     """Keep the labels of ``labeled_fraction`` of the training split (seeded), hide the others'."""
 
@@ -157,10 +163,7 @@ class MixedBatchSampler(Sampler[list[int]]):
 def partly_labeled_dataset(datamodule: Any) -> PartlyLabeledDataset:
     """The data module's training split plus its pool, as one data set."""
     if datamodule.with_index:
-        raise DistillError(
-            "data.unlabeled cannot be combined with sample indices (teacher.cache=true or terms such as crd "
-            "index the training split only); set teacher.cache=false or drop the index-reading term"
-        )
+        raise DistillError(POOL_WITH_INDEX)
     pool = datamodule.unlabeled
     train = IndexedDataset(datamodule.splits["train"], datamodule.train_transform)
     if isinstance(pool, HiddenLabels):
@@ -168,7 +171,20 @@ def partly_labeled_dataset(datamodule: Any) -> PartlyLabeledDataset:
     inputs = pool.inputs(datamodule)
     if isinstance(inputs, Tensor):
         inputs = _TensorInputs(inputs)
+    _check_pool_shape(inputs, train)
     return PartlyLabeledDataset(train, None, inputs, datamodule.labels)
+
+
+def _check_pool_shape(pool: Dataset, train: Dataset) -> None:
+    """One line, not the collate's "stack expects each tensor to be equal size", when the pool's inputs are another shape."""
+    if not len(pool) or not len(train):
+        return
+    sample, (x, _) = pool[0], train[0]
+    if isinstance(sample, Tensor) and isinstance(x, Tensor) and sample.shape != x.shape:
+        raise DistillError(
+            f"data.unlabeled: the pool's inputs have shape {tuple(sample.shape)} but the training inputs "
+            f"{tuple(x.shape)}; give the pool the training data's input size (for a data module: its image_size, channels)"
+        )
 
 
 def partly_labeled_loader(datamodule: Any) -> DataLoader:

@@ -30,6 +30,7 @@ def test_sweep_lists_are_checked_item_by_item():
         ("trainer=defualt", "unknown trainer 'defualt' (did you mean default?)"),
         ("student=resnet1", "or any torchvision classification model name"),
         ("experiment=quik", "unknown experiment 'quik' (did you mean quick?)"),
+        ("augment=mixupp", "unknown augment 'mixupp' (did you mean mixup?); available: crop_flip, cutmix, mixup, mixup_or_cutmix"),
     ],
 )
 def test_unknown_options_name_the_close_matches(arg, message):
@@ -68,3 +69,11 @@ def test_the_command_line_is_checked_before_hydra_starts():
     assert command_line_keys(["data.batch_size=8", "~data.labels", "+x.y=1"]) == {
         "data.batch_size": False, "data.labels": True, "x.y": False,
     }
+
+
+@pytest.mark.parametrize("arg", ["data.augment=mixup", "+data.augment=cutmix"])
+def test_a_batch_augmentation_given_as_data_augment_points_to_the_augment_group(arg):
+    value = arg.partition("=")[2]
+    with pytest.raises(DistillError, match=rf"data.augment={value}: .*true or false.*: augment={value}$"):
+        check_group_overrides([arg], CONF)
+    assert check_group_overrides(["data.augment=false"], CONF) == ["data.augment=false"]

@@ -73,3 +73,9 @@ def test_bad_pool_settings_are_one_line():
         digits(unlabeled="generator")  # digits has no generator
     with pytest.raises(DistillError, match="sample indices"):
         digits(unlabeled=HiddenLabels(0.5), with_index=True).train_dataloader()
+
+
+def test_a_pool_of_another_input_shape_is_one_line_not_a_collate_error():
+    dm = digits(unlabeled=DataSetInputs(DigitsDataModule(batch_size=50, image_size=16, channels=1)))
+    with pytest.raises(DistillError, match=r"pool's inputs have shape \(1, 16, 16\) but the training inputs \(1, 8, 8\)"):
+        dm.train_dataloader()
