@@ -29,6 +29,7 @@ from torch import nn
 
 from distill.errors import DistillError, first_line
 from distill.losses.base import LossTerm
+from distill.report.speed import LATENCY_MODES
 
 log = logging.getLogger("distill")
 
@@ -98,7 +99,20 @@ class Flag:
         return isinstance(value, bool)
 
 
-Kind = Whole | Number | WholeList | Flag
+@dataclass(frozen=True)
+class OneOf:
+    """One of a few names."""
+
+    choices: tuple[str, ...]
+
+    def allowed(self) -> str:
+        return "one of " + ", ".join(self.choices)
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, str) and value in self.choices
+
+
+Kind = Whole | Number | WholeList | Flag | OneOf
 
 #: where the optimizers and schedules of the run live: the student's, the teacher's, each ensemble member's
 _SCHEDULES = ("", "teacher.train.", "teacher.members.*.train.")
@@ -106,7 +120,12 @@ _SCHEDULES = ("", "teacher.train.", "teacher.members.*.train.")
 #: key pattern (``*`` is any one key) -> (what it may hold, whether null is allowed)
 RULES: dict[str, tuple[Kind, bool]] = {
     "seed": (Whole(0, 2**32 - 1), False),
-    **{key: (Flag(), True) for key in ("force", "resume", "baseline", "log_grad_norms", "channels_last", "compile")},
+    **{key: (Flag(), True) for key in ("force", "resume", "baseline", "log_grad_norms", "channels_last", "compile",
+                                        "verbose", "report.speed")},
+    "report.latency": (OneOf(tuple(LATENCY_MODES)), False),
+    # the teacher's weights kept in this dtype (checked again where the module casts them)
+    **{f"teacher.{key}dtype": (OneOf(("bfloat16", "bf16", "float16", "fp16", "float32")), True)
+       for key in ("", "members.*.")},
     "trainer.max_epochs": (Whole(1), False),
     "trainer.min_epochs": (Whole(0), True),
     "trainer.max_steps": (Whole(-1), True),

@@ -81,6 +81,10 @@ BAD = {
     "teacher.cache=on": "teacher.cache must be true or false, got 'on'",
     "teacher=ensemble +teacher.members.a.name=resnet18 +teacher.members.a.train.epochs=-1":
         "teacher.members.a.train.epochs must be a whole number >= 0, got -1",
+    "report.latency=fast": "report.latency must be one of off, quick, full, got 'fast'",
+    "report.latency=null": "report.latency must be one of off, quick, full, got None",
+    "teacher.dtype=bf17": "teacher.dtype must be one of bfloat16, bf16, float16, fp16, float32, got 'bf17'",
+    "verbose=maybe": "verbose must be true or false, got 'maybe'",
 }
 
 
