@@ -25,11 +25,25 @@ class FixedLogits(torch.nn.Module):
         return self.logits[: len(input_ids)]
 
 
+def random_logits_and_labels(seed, B, T, V):
+    """A student's and a teacher's logits [B, T, V] and labels [B, T], drawn from ``seed``."""
+    torch.manual_seed(seed)
+    return torch.randn(B, T, V) * 2, torch.randn(B, T, V) * 2, torch.randint(0, V, (B, T))
+
+
+def loss_tokens(labels, teacher_logits, student_logits, rows):
+    """Each loss-carrying position (b, t) of ``rows``, one at a time: the next token y and both models'
+    probabilities there, in float64 (position t predicts token t + 1)."""
+    for b in rows:
+        for t in range(labels.shape[1] - 1):
+            y = int(labels[b, t + 1])
+            if y != -100:
+                yield b, t, y, torch.softmax(teacher_logits[b, t].double(), 0), torch.softmax(student_logits[b, t].double(), 0)
+
+
 def test_token_fidelity_matches_a_per_token_loop():
-    torch.manual_seed(0)
     B, T, V = 3, 40, 7
-    student_logits, teacher_logits = torch.randn(B, T, V) * 2, torch.randn(B, T, V) * 2
-    labels = torch.randint(0, V, (B, T))
+    student_logits, teacher_logits, labels = random_logits_and_labels(0, B, T, V)
     labels[0, :5] = -100  # a prompt
     labels[2, 30:] = -100  # padding
     batch = {"input_ids": torch.zeros(B, T, dtype=torch.long), "labels": labels}
@@ -37,23 +51,17 @@ def test_token_fidelity_matches_a_per_token_loop():
 
     nll = kl = jsd = agree = agree5 = correct = n = 0
     kl_by_bucket = {start: [] for start, _ in POSITION_BUCKETS}
-    for b in range(B):
-        for t in range(T - 1):
-            y = int(labels[b, t + 1])
-            if y == -100:
-                continue
-            p = torch.softmax(teacher_logits[b, t].double(), 0)
-            q = torch.softmax(student_logits[b, t].double(), 0)
-            m = (p + q) / 2
-            n += 1
-            nll -= math.log(q[y])
-            token_kl = float((p * (p / q).log()).sum())
-            kl += token_kl
-            jsd += float(0.5 * (p * (p / m).log()).sum() + 0.5 * (q * (q / m).log()).sum())
-            agree += int(q.argmax() == p.argmax())
-            agree5 += int(p.argmax() in q.topk(5).indices)
-            correct += int(q.argmax() == y)
-            kl_by_bucket[max(s for s, _ in POSITION_BUCKETS if s <= t)].append(token_kl)
+    for _, t, y, p, q in loss_tokens(labels, teacher_logits, student_logits, range(B)):
+        m = (p + q) / 2
+        n += 1
+        nll -= math.log(q[y])
+        token_kl = float((p * (p / q).log()).sum())
+        kl += token_kl
+        jsd += float(0.5 * (p * (p / m).log()).sum() + 0.5 * (q * (q / m).log()).sum())
+        agree += int(q.argmax() == p.argmax())
+        agree5 += int(p.argmax() in q.topk(5).indices)
+        correct += int(q.argmax() == y)
+        kl_by_bucket[max(s for s, _ in POSITION_BUCKETS if s <= t)].append(token_kl)
     student = rows["student"]
     assert student["tokens"] == n
     assert student["perplexity"] == pytest.approx(math.exp(nll / n), rel=1e-5)
@@ -121,10 +129,8 @@ def test_the_report_shows_the_loss_mask_audit_in_its_own_section(tiny_tokenizer_
 
 def test_per_sequence_losses_match_a_per_token_loop():
     """distill.evaluate's per_sequence.csv: each sequence's loss tokens, mean NLL of both models and mean KL."""
-    torch.manual_seed(2)
     B, T, V = 3, 9, 5
-    student_logits, teacher_logits = torch.randn(B, T, V) * 2, torch.randn(B, T, V) * 2
-    labels = torch.randint(0, V, (B, T))
+    student_logits, teacher_logits, labels = random_logits_and_labels(2, B, T, V)
     labels[0, :4] = -100  # a prompt
     labels[2] = -100  # no loss at all
     batch = {"input_ids": torch.zeros(B, T, dtype=torch.long), "labels": labels}
@@ -132,12 +138,7 @@ def test_per_sequence_losses_match_a_per_token_loop():
     assert [r["sequence"] for r in rows] == list(range(2 * B))
     for b in range(2):
         nll_s, nll_t, kl = [], [], []
-        for t in range(T - 1):
-            y = int(labels[b, t + 1])
-            if y == -100:
-                continue
-            p = torch.softmax(teacher_logits[b, t].double(), 0)
-            q = torch.softmax(student_logits[b, t].double(), 0)
+        for _, _, y, p, q in loss_tokens(labels, teacher_logits, student_logits, [b]):
             nll_s.append(-math.log(q[y]))
             nll_t.append(-math.log(p[y]))
             kl.append(float((p * (p / q).log()).sum()))
