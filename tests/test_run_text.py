@@ -54,6 +54,21 @@ def test_student_config_builds_from_the_teachers_directory():
     assert model_spec(cfg.teacher).options["path"] == "/models/bert"
 
 
+def test_the_tokenizer_defaults_to_the_teachers_directory_and_none_is_one_line(tmp_path):
+    from distill.data import TextClassificationDataModule
+    from distill.errors import DistillError
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        given = compose("config", overrides=["teacher=hf_sequence_classification", "teacher.path=/models/bert", "data=text"])
+        other = compose("config", overrides=["teacher=hf_sequence_classification", "teacher.path=/models/bert", "data=text",
+                                             "data.tokenizer=/models/other"])
+        without = compose("config", overrides=["teacher=resnet18", "data=text", "data.train_file=x.csv"])
+    assert given.data.tokenizer == "/models/bert" and other.data.tokenizer == "/models/other"
+    assert without.data.tokenizer is None
+    with pytest.raises(DistillError, match=r"^data.tokenizer is not set: give data.tokenizer=DIR"):
+        TextClassificationDataModule(str(tmp_path / "train.csv"), tokenizer=None)
+
+
 @pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_text_run_then_evaluate_and_export(tmp_path, tiny_bert, sentiment_files):
     # a teacher whose head has 3 labels, mapped onto the data's 2 (neg, pos), fine-tuned first and cached;

@@ -151,7 +151,7 @@ class TextClassificationDataModule(DistillDataModule):
     def __init__(
         self,
         train_file: str,
-        tokenizer: str,
+        tokenizer: str | None,
         val_file: str | None = None,
         test_file: str | None = None,
         text_column: str = "text",
@@ -178,6 +178,9 @@ class TextClassificationDataModule(DistillDataModule):
                 f"got {val_fraction} and {test_fraction}"
             )
         self.fractions = held_out
+        if tokenizer is None:
+            raise DistillError("data.tokenizer is not set: give data.tokenizer=DIR (a Hugging Face tokenizer directory; "
+                               "with teacher=hf_sequence_classification it defaults to teacher.path)")
         self.tokenizer_dir = Path(str(tokenizer)).expanduser()
         self.tokenizer = load_tokenizer(self.tokenizer_dir)
 
