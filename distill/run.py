@@ -39,6 +39,7 @@ from distill.cli.teachers import (
     check_feature_layers_first,
     check_sample_indices_first,
     check_teacher_names,
+    display_name,
     model_spec,
     teacher_from_config,
     teacher_outputs_from_config,
@@ -99,7 +100,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         datamodule.with_index = True
 
     teacher = teacher_from_config(cfg, datamodule, run_dir)
-    console.PHASES.enter_once("teacher", f"teacher {cfg.teacher.name}: {teacher.source}")
+    names = {"teacher": display_name(cfg.teacher), "student": display_name(cfg.student)}  # a HF model: its directory
+    console.PHASES.enter_once("teacher", f"teacher {names['teacher']}: {teacher.source}")
     teacher_outputs = teacher_outputs_from_config(cfg, datamodule, teacher.model, loss) if cfg.teacher.get("cache") else None
     # seed again so the student starts the same whether the teacher was trained now or loaded
     L.seed_everything(cfg.seed, workers=True)
@@ -122,7 +124,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     check_resumed_teacher(resume_from, module)
     terms = console.loss_terms_text(loss)
-    console.PHASES.enter("distill", f"distilling {cfg.teacher.name} into {cfg.student.name} ({console.epochs(cfg.trainer.max_epochs)}, loss {terms})")
+    console.PHASES.enter("distill", f"distilling {names['teacher']} into {names['student']} ({console.epochs(cfg.trainer.max_epochs)}, loss {terms})")
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     if not trainer.is_global_zero:
         return {}  # under DDP, rank 0 writes the weights, the report and the summary
@@ -130,12 +132,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     best = best_checkpoint(trainer)
     load_best_student(module, best)
     weights_path = atomic_torch_save(module.student.state_dict(), run_dir / "student.pt")
-    models = {"teacher": (cfg.teacher.name, module.teacher_as_run), "student": (cfg.student.name, module.student)}
+    models = {"teacher": (names["teacher"], module.teacher_as_run), "student": (names["student"], module.student)}
     if cfg.get("baseline"):
         L.seed_everything(cfg.seed, workers=True)
         baseline = baseline_from_config(cfg, datamodule, run_dir)
-        console.PHASES.enter_once("baseline", f"baseline {cfg.student.name}: {baseline.source}")
-        models["baseline"] = (cfg.student.name, baseline.model)
+        console.PHASES.enter_once("baseline", f"baseline {names['student']}: {baseline.source}")
+        models["baseline"] = (names["student"], baseline.model)
     log_dir = getattr(trainer.logger, "log_dir", None)  # None for loggers that keep no local folder
     loss_text = {name: repr(term) for name, term in module.loss_terms.items()}
     # hashed when the module was built and again now: equal, or on_fit_end would have failed
@@ -154,11 +156,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     summary = run_summary(
         report,
         {
-            "name": cfg.teacher.name, "source": teacher.source, "origin": teacher.origin,
+            "name": names["teacher"], "source": teacher.source, "origin": teacher.origin,
             "sha256": hashes["teacher_sha256_before"], "sha256_after": hashes["teacher_sha256_after"],
         },
         {
-            "name": cfg.student.name, "checkpoint": best or None, "best_val_accuracy": best_score(trainer),
+            "name": names["student"], "checkpoint": best or None, "best_val_accuracy": best_score(trainer),
             "weights": str(weights_path),
         },
         loss=loss_text,

@@ -87,6 +87,8 @@ def test_text_run_then_evaluate_and_export(tmp_path, tiny_bert, sentiment_files)
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
+    # the report and summary name the models after their directories, not hf_sequence_classification twice
+    assert (summary["teacher"]["name"], summary["student"]["name"]) == (teacher.name, f"{teacher.name} (1 layer)")
     assert summary["teacher"]["origin"] == "trained" and summary["teacher"]["sha256"] == summary["teacher"]["sha256_after"]
     assert summary["student"]["parameters"] < summary["teacher"]["parameters"]
     report = json.loads((run_dir / "report.json").read_text())

@@ -160,6 +160,20 @@ def is_student_base(teacher: DictConfig) -> bool:
     return teacher.get("_target_") == STUDENT_BASE
 
 
+def display_name(model_config: DictConfig) -> str:
+    """What the console, the report and the summary call a teacher or student: a saved Hugging Face model's
+    directory name, one built from another's config as that directory with its layer count, else the ``name``."""
+    path = OmegaConf.select(model_config, "path", default=None, throw_on_missing=False)
+    config_from = OmegaConf.select(model_config, "config_from", default=None, throw_on_missing=False)
+    if path:
+        return Path(str(path)).name
+    if config_from:
+        layers = OmegaConf.select(model_config, "config.num_hidden_layers", default=None, throw_on_missing=False)
+        depth = f"{layers} layer{'s' if layers != 1 else ''}" if layers else "new weights"
+        return f"{Path(str(config_from)).name} ({depth})"
+    return str(model_config.get("name"))
+
+
 def check_teacher_names(teacher: DictConfig) -> None:
     """Fail before any training on an unknown teacher (or member) name, or an ensemble without members."""
     if is_student_base(teacher):
