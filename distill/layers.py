@@ -76,9 +76,9 @@ def split_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any], list[str
     (``experiment=``, ``data.image_size=``, ``+trainer.x=``, ``~data``); ``teacher=``/``student=``
     are the listing's own unless run overrides come with them.
     """
-    from distill.cli.config_directory import config_dir
+    from distill.cli.config_directory import config_files
 
-    run_roots = {d.name for d in config_dir().iterdir() if d.is_dir()} | {"seed", "cache_dir"}
+    run_roots = {d.name for d in config_files().iterdir() if d.is_dir()} | {"seed", "cache_dir"}
     own, view, run = [], {"depth": None, "pairs": False}, []
     for arg in argv:
         key, sep, value = arg.partition("=")
