@@ -51,6 +51,7 @@ from distill.models import check_model_name, weights_sha256
 from distill.module import DistillationModule
 from distill.report.run_report import distillation_report
 from distill.report.run_summary import run_summary, write_summary
+from distill.report.speed import latency_mode
 from distill.report.table import print_report
 
 __all__ = ["cli", "config_dir", "main", "run"]
@@ -143,7 +144,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # hashed when the module was built and again now: equal, or on_fit_end would have failed
     hashes = {"teacher_sha256_before": module.teacher_sha256, "teacher_sha256_after": weights_sha256(teacher.model)}
     datamodule.setup("test")
-    latency = cfg.get("report", {}).get("latency", "full")
+    latency = latency_mode(cfg.get("report", {}).get("latency", "full"))
     measured = "accuracy, calibration" + (", CPU latency" if latency != "off" else "")
     console.PHASES.enter("measure", f"measuring the {', the '.join(models)} on the test set ({measured})")
     with console.measuring_bar(cfg.trainer.get("enable_progress_bar", True)) as progress:

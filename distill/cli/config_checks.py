@@ -101,15 +101,16 @@ class Flag:
 
 @dataclass(frozen=True)
 class OneOf:
-    """One of a few names."""
+    """One of a few names (and ``true``/``false`` too where ``flags``)."""
 
     choices: tuple[str, ...]
+    flags: bool = False
 
     def allowed(self) -> str:
-        return "one of " + ", ".join(self.choices)
+        return "one of " + ", ".join(self.choices) + (" (or true/false)" if self.flags else "")
 
     def accepts(self, value: Any) -> bool:
-        return isinstance(value, str) and value in self.choices
+        return (isinstance(value, str) and value in self.choices) or (self.flags and isinstance(value, bool))
 
 
 Kind = Whole | Number | WholeList | Flag | OneOf
@@ -122,7 +123,7 @@ RULES: dict[str, tuple[Kind, bool]] = {
     "seed": (Whole(0, 2**32 - 1), False),
     **{key: (Flag(), True) for key in ("force", "resume", "baseline", "log_grad_norms", "channels_last", "compile",
                                         "verbose", "report.speed")},
-    "report.latency": (OneOf(tuple(LATENCY_MODES)), False),
+    "report.latency": (OneOf(tuple(LATENCY_MODES), flags=True), False),
     # the teacher's weights kept in this dtype (checked again where the module casts them)
     **{f"teacher.{key}dtype": (OneOf(("bfloat16", "bf16", "float16", "fp16", "float32")), True)
        for key in ("", "members.*.")},

@@ -44,10 +44,17 @@ def quiet_libraries(verbose: bool) -> None:
 
         transformers_logging.set_verbosity_error()
         transformers_logging.disable_progress_bar()
-    # distill's own lines on the console without Hydra's time stamp and logger name (the log file keeps them)
+    # distill's own lines on the console without Hydra's time stamp and logger name, and without the ones
+    # a phase line says again (the log file keeps them all)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
             handler.setFormatter(logging.Formatter("%(message)s"))
+            handler.addFilter(_not_said_by_phase_line)
+
+
+def _not_said_by_phase_line(record: logging.LogRecord) -> bool:
+    """False for a record a phase line says again, once the command prints phase lines (``distill run``)."""
+    return not (getattr(record, "said_by_phase_line", False) and PHASES.total)
 
 
 def is_verbose(cfg: Mapping[str, Any], hydra_verbose: Any = False) -> bool:

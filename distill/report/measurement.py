@@ -19,7 +19,7 @@ from distill.batch import split_batch
 from distill.errors import DistillError
 from distill.models.fingerprint import count_parameters
 from distill.report.metrics import classification_metrics, collect_logits
-from distill.report.speed import LATENCY_MODES, compare_latency, size_on_disk_mb
+from distill.report.speed import compare_latency, latency_mode, size_on_disk_mb
 
 
 @dataclass
@@ -95,9 +95,7 @@ def measure_models(
     ``off``, ``quick`` or ``full``, or a bool; inputs that are not tensors get no latency
     columns). ``progress(done, total, what)`` is called as the measurements advance (a bar).
     """
-    mode = {True: "full", False: "off"}.get(latency, latency) if isinstance(latency, bool) else latency
-    if mode not in LATENCY_MODES:
-        raise DistillError(f"report.latency={mode!r} is not a latency setting; use one of {', '.join(LATENCY_MODES)}")
+    mode = latency_mode(latency)
     example = example_input(loader) if mode != "off" else None
     progress = progress or (lambda done, total, what: None)
     total = len(models) + (example is not None)

@@ -103,6 +103,14 @@ LATENCY_MODES: dict[str, tuple[tuple[int, ...], int, float]] = {
 }
 
 
+def latency_mode(value: str | bool) -> str:
+    """``report.latency`` as a key of :data:`LATENCY_MODES` (``false`` is ``off``, ``true`` is ``full``)."""
+    mode = {True: "full", False: "off"}[value] if isinstance(value, bool) else value
+    if mode not in LATENCY_MODES:
+        raise DistillError(f"report.latency={value!r} is not a latency setting; use one of {', '.join(LATENCY_MODES)}")
+    return mode
+
+
 def _quantile(values: list[float], q: float) -> float:
     """The ``q`` quantile of ``values``, linear between order statistics (numpy's default)."""
     ordered = sorted(values)

@@ -18,6 +18,9 @@ from distill.models.finite import non_finite_entries
 from distill.teachers.cache import TeacherCache
 
 log = logging.getLogger(__name__)
+#: marks a log record that the command line's phase line already says ("[1/3] teacher resnet50: cached …"):
+#: the console leaves it out, the run's log file keeps it
+PHASE_LINE = {"said_by_phase_line": True}
 
 
 @dataclass
@@ -67,11 +70,11 @@ def prepare_teacher(
         model = load_weights(build_model(name, num_classes, **options), checkpoint, trusted=trusted_checkpoint)
         path = Path(checkpoint).expanduser().resolve()
         _check_finite(model, f"teacher checkpoint {path}", "the model it holds diverged or is corrupt: use another file")
-        log.info("Teacher %s loaded from checkpoint %s", name, path)
+        log.info("Teacher %s loaded from checkpoint %s", name, path, extra=PHASE_LINE)
         return PreparedTeacher(model, "checkpoint", f"checkpoint {path}", path)
     if weights:
         model = build_model(name, num_classes, weights=weights, **options)
-        log.info("Teacher %s loaded with pretrained weights %s", name, weights)
+        log.info("Teacher %s loaded with pretrained weights %s", name, weights, extra=PHASE_LINE)
         where = f"weights in {options['path']}" if options.get("path") else f"torchvision weights {name}:{weights}"
         return PreparedTeacher(model, "weights", where)
     if train is None or cache is None or spec is None:
@@ -89,10 +92,10 @@ def prepare_teacher(
             except DistillError as error:
                 log.warning("Cached %s %s is unusable (%s); training it again", role, path, error)
             else:
-                log.info("%s %s reused from the cache: %s", role.capitalize(), name, path)
+                log.info("%s %s reused from the cache: %s", role.capitalize(), name, path, extra=PHASE_LINE)
                 return PreparedTeacher(model, "cache", f"cached {role} {path}", path)
         model = build_model(name, num_classes, **options)
-        log.info("No %s checkpoint given: training %s %s first (cached for later runs)", role, role, name)
+        log.info("No %s checkpoint given: training %s %s first (cached for later runs)", role, role, name, extra=PHASE_LINE)
         train(model)
         _check_finite(model, f"the {role} {name} trained now", "its training diverged: lower its learning rate")
         try:

@@ -81,8 +81,8 @@ BAD = {
     "teacher.cache=on": "teacher.cache must be true or false, got 'on'",
     "teacher=ensemble +teacher.members.a.name=resnet18 +teacher.members.a.train.epochs=-1":
         "teacher.members.a.train.epochs must be a whole number >= 0, got -1",
-    "report.latency=fast": "report.latency must be one of off, quick, full, got 'fast'",
-    "report.latency=null": "report.latency must be one of off, quick, full, got None",
+    "report.latency=fast": "report.latency must be one of off, quick, full (or true/false), got 'fast'",
+    "report.latency=null": "report.latency must be one of off, quick, full (or true/false), got None",
     "teacher.dtype=bf17": "teacher.dtype must be one of bfloat16, bf16, float16, fp16, float32, got 'bf17'",
     "verbose=maybe": "verbose must be true or false, got 'maybe'",
 }
@@ -102,6 +102,8 @@ def test_a_bad_value_is_named_with_its_key_value_and_range(config, overrides):
     "loss.ce=null",
     "trainer.gradient_clip_val=0.5 +trainer.accumulate_grad_batches=4 seed=0",
     "lr_scheduler=multistep lr_scheduler.milestones=[2,4]",
+    "report.latency=false",  # false is off, true is full
+    "report.latency=true",
 ])
 def test_good_values_pass(config, overrides):
     check_config(config(*overrides.split()))

@@ -27,6 +27,9 @@ def test_a_default_run_is_quiet_and_says_each_phase(tiny_run_files):
     phases = [line for line in lines if re.match(r"\[\d/\d\] ", line)]
     assert [p[:5] for p in phases] == ["[1/3]", "[2/3]", "[3/3]"]
     assert phases[0].startswith("[1/3] training the teacher (resnet18, 1 epoch)")
+    # what a phase line says is not said again on the console; the run's log file keeps the library's line
+    assert "No teacher checkpoint given" not in out + err
+    assert "No teacher checkpoint given: training teacher resnet18 first" in (tiny_run_files.dir / "run.log").read_text()
     assert phases[1].startswith("[2/3] distilling resnet18 into mobilenet_v3_small (1 epoch, loss kd ×0.9 + ce ×0.1)")
     assert phases[2].startswith("[3/3] measuring the teacher, the student on the test set")
     # bar off: one line per epoch with the total and each term
@@ -51,6 +54,8 @@ def test_an_error_during_training_is_the_last_line_and_alone(tiny_run_files, tin
         capture_output=True, text=True, timeout=600, check=False,
     )
     assert made.returncode == 2, made.stderr[-2000:]
+    assert "[1/3] teacher resnet18: cached teacher " in made.stdout
+    assert "reused from the cache" not in made.stdout + made.stderr  # said once, by the phase line
     for noise in CHATTER:
         assert noise not in made.stdout + made.stderr, noise
     err = [line for line in made.stderr.splitlines() if line.strip()]

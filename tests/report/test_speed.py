@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from distill.errors import DistillError
-from distill.report.speed import _quantile, compare_latency, measure_latency, size_on_disk_mb
+from distill.report.speed import _quantile, compare_latency, latency_mode, measure_latency, size_on_disk_mb
 
 
 class Recorder(nn.Module):
@@ -105,6 +105,12 @@ def test_latency_off_times_nothing_and_a_bad_setting_is_one_line():
         compare_latency({"teacher": model}, torch.randn(1, 4), mode="fast")
     compare_latency({"teacher": model}, torch.randn(1, 4), mode="quick")
     assert model.training  # the caller's mode is restored
+
+
+def test_latency_mode_reads_false_as_off_and_true_as_full():
+    assert [latency_mode(v) for v in (False, True, "off", "quick", "full")] == ["off", "full", "off", "quick", "full"]
+    with pytest.raises(DistillError, match="report.latency='fast' is not a latency setting"):
+        latency_mode("fast")
 
 
 def test_quantile_is_linear_between_order_statistics():
