@@ -33,6 +33,13 @@ def check_bool(name: str, value: Any) -> bool:
     return value
 
 
+def check_in_memory(value: Any) -> bool | str:
+    """``data.in_memory``: true, false or ``auto`` (in memory wherever it gives the DataLoader's batches)."""
+    if not (isinstance(value, bool) or value == "auto"):
+        raise DistillError(f"data.in_memory must be true, false or auto, got {value!r}")
+    return value
+
+
 @runtime_checkable
 class CacheableData(Protocol):
     """What the run needs of a data module to cache the teacher's outputs on its training split."""
@@ -83,7 +90,9 @@ class DistillDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
         in_memory: keep each split whole as tensors (on the training device) and draw
             batches by indexing them (:class:`~distill.data.in_memory.InMemoryLoader`),
             with augmentation done on the batch (``batch_train_transform``); for data
-            sets held as tensors that fit in memory. Not under DDP.
+            sets held as tensors that fit in memory. Not under DDP. ``"auto"``: in memory
+            for each split where that gives the DataLoader's very batches (held as tensors,
+            no workers, one process, no random augmentation), a ``DataLoader`` elsewhere.
     """
 
     #: the data set's name in fingerprints
@@ -96,14 +105,14 @@ class DistillDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
     unlabeled_fraction: float | None = None
 
     def __init__(
-        self, batch_size: int, num_workers: int, labels: bool, with_index: bool, in_memory: bool = False
+        self, batch_size: int, num_workers: int, labels: bool, with_index: bool, in_memory: bool | str = False
     ) -> None:
         super().__init__()
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.num_workers = check_int("num_workers", num_workers, 0)
         self.labels = check_bool("labels", labels)
         self.with_index = check_bool("with_index", with_index)
-        self.in_memory = check_bool("in_memory", in_memory)
+        self.in_memory = check_in_memory(in_memory)
         #: the data sets by split name, filled by :meth:`setup`
         self.splits: dict[str, Dataset] = {}
 
@@ -197,7 +206,7 @@ class ClassificationDataModule(DistillDataModule):
         # outside a Trainer (evaluation, the teacher-output cache) nobody else prepares the data
         self.prepare_data()
         self.setup()
-        if self.in_memory and not for_cache:  # the teacher-output cache's loader stays a DataLoader
+        if not for_cache and self._draws_in_memory(split):  # the teacher-output cache's loader stays a DataLoader
             return self._in_memory_loader(split, shuffle, with_index)
         transform = self.train_transform if split == "train" and not for_cache else self.eval_transform
         dataset = self.splits[split]
@@ -215,6 +224,20 @@ class ClassificationDataModule(DistillDataModule):
         # an incomplete last training batch (of one sample, say) would crash BatchNorm: dropped,
         # unless it is the only batch (a training split smaller than one batch)
         return split == "train" and shuffle and len(dataset) >= self.batch_size
+
+    def _draws_in_memory(self, split: str) -> bool:
+        """``in_memory`` for ``split``; ``"auto"``: only where the batches are the DataLoader's (no refusal)."""
+        if self.in_memory != "auto":
+            return bool(self.in_memory)
+        from distill.data.tensor_dataset import TensorClassificationDataset
+
+        trainer = self.trainer
+        return (
+            isinstance(self.splits[split], TensorClassificationDataset)
+            and self.num_workers == 0
+            and (trainer is None or trainer.world_size == 1)
+            and not (split == "train" and self.random_augmentation)
+        )
 
     def _in_memory_loader(self, split: str, shuffle: bool, with_index: bool) -> InMemoryLoader:
         from distill.data.tensor_dataset import TensorClassificationDataset

@@ -45,7 +45,7 @@ class CIFARDataModule(ClassificationDataModule):
         image_size: int = 32,
         labels: bool = True,
         with_index: bool = False,
-        in_memory: bool = False,
+        in_memory: bool | str = False,
     ) -> None:
         super().__init__(batch_size, num_workers, labels, with_index, in_memory)
         self.root = Path(os.fspath(root)).expanduser().resolve()

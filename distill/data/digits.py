@@ -37,7 +37,8 @@ class DigitsDataModule(ClassificationDataModule):
         unlabeled, unlabeled_fraction: an optional pool of unlabelled training inputs and its
             share of each batch (:mod:`distill.data.unlabeled`).
         in_memory: draw batches by indexing the split's tensors (no DataLoader); the
-            same batches as the DataLoader for the same seed.
+            same batches as the DataLoader for the same seed. ``"auto"`` (the config's
+            default): in memory unless there are workers or several processes.
     """
 
     name = "digits"
@@ -56,7 +57,7 @@ class DigitsDataModule(ClassificationDataModule):
         with_index: bool = False,
         unlabeled: Any = None,
         unlabeled_fraction: float | None = None,
-        in_memory: bool = False,
+        in_memory: bool | str = False,
     ) -> None:
         super().__init__(batch_size, num_workers, labels, with_index, in_memory)
         attach_pool(self, unlabeled, unlabeled_fraction)

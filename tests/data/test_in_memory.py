@@ -77,6 +77,33 @@ def test_training_under_lightning_learns_the_same_student(make_cnn, fast_trainer
         assert torch.equal(value, finals[1][key]), key
 
 
+def test_auto_is_in_memory_only_where_the_batches_are_the_dataloaders():
+    from torch.utils.data import DataLoader
+
+    def kinds(**options):
+        data = DigitsDataModule(image_size=8, channels=1, in_memory="auto", **options)
+        return [type(getattr(data, f"{split}_dataloader")()) for split in ("train", "val", "test")]
+
+    assert kinds() == [InMemoryLoader] * 3
+    assert kinds(num_workers=1) == [DataLoader] * 3  # workers asked for: the DataLoader that has them
+    under_ddp = DigitsDataModule(image_size=8, channels=1, in_memory="auto")
+    under_ddp.trainer = SimpleNamespace(world_size=2)
+    assert isinstance(under_ddp.train_dataloader(), DataLoader)  # not sharded in memory: no refusal either
+    augmented = DigitsDataModule(image_size=8, channels=1, in_memory="auto")
+    augmented.augment = True  # random transforms per sample: the DataLoader's draws
+    assert isinstance(augmented.train_dataloader(), DataLoader) and isinstance(augmented.val_dataloader(), InMemoryLoader)
+    assert isinstance(DigitsDataModule(image_size=8, channels=1, in_memory="auto").cache_dataloader(), DataLoader)
+
+
+def test_the_default_config_draws_digits_in_memory():
+    from hydra import compose, initialize_config_dir
+
+    from distill.cli.config_directory import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        assert compose("config").data.in_memory == "auto"
+
+
 def test_batch_crop_flip_is_a_crop_of_the_padded_image_and_a_flip():
     torch.manual_seed(0)
     images = torch.randint(0, 256, (40, 3, 12, 12), dtype=torch.uint8)
@@ -127,7 +154,7 @@ def test_refusals_say_what_to_change(tmp_path, fake_image_folder):
     digits.trainer = SimpleNamespace(world_size=2)
     with pytest.raises(DistillError, match="does not shard the data over 2 processes"):
         digits.train_dataloader()
-    with pytest.raises(DistillError, match="data.in_memory must be true or false"):
+    with pytest.raises(DistillError, match="data.in_memory must be true, false or auto, got 'yes'"):
         DigitsDataModule(in_memory="yes")
     with pytest.raises(ValueError, match="3 inputs but 2 labels"):
         InMemoryLoader(torch.zeros(3, 2), torch.zeros(2), batch_size=1, shuffle=False)
