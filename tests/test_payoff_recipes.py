@@ -16,7 +16,7 @@ def composed(*overrides):
 
 
 @pytest.mark.parametrize("experiment", ["mnist1d_kd", "mnist1d_mixup", "mnist1d_unlabeled", "mnist1d_label_scarce",
-                                        "patient_consistent"])
+                                        "mnist1d_patient_consistent"])
 def test_every_mnist1d_recipe_builds_its_data_loss_optimizer_and_augmentation(experiment):
     cfg = composed(f"experiment={experiment}")
     assert (cfg.teacher.name, cfg.student.name) == ("mnist1d_cnn", "mnist1d_mlp")
@@ -32,10 +32,23 @@ def test_every_mnist1d_recipe_builds_its_data_loss_optimizer_and_augmentation(ex
         assert isinstance(data.unlabeled, HiddenLabels) and data.unlabeled.labeled_fraction == 0.1
     if experiment == "mnist1d_mixup":
         assert isinstance(augment, Mixup) and augment.num_classes == 10
-    if experiment == "patient_consistent":
+    if experiment == "mnist1d_patient_consistent":
         assert set(loss) == {"kd"} and cfg.trainer.max_epochs >= 1000
         assert isinstance(augment, Compose) and isinstance(augment.steps[0], RandomCropFlip)
         assert isinstance(augment.steps[1], OneOf) and augment.mixes_labels
+
+
+def test_patient_consistent_is_the_schedule_on_the_embedded_digits_with_the_default_pair():
+    cfg = composed("experiment=patient_consistent")
+    default = composed()
+    assert cfg.data._target_ == default.data._target_ == "distill.data.DigitsDataModule"
+    assert (cfg.teacher.name, cfg.student.name) == (default.teacher.name, default.student.name)
+    loss = {k: instantiate(v) for k, v in cfg.loss.items() if v is not None}
+    assert set(loss) == {"kd"} and loss["kd"].weight == 1.0  # KD only: no label term
+    assert cfg.trainer.max_epochs >= 10 * default.trainer.max_epochs  # patient: trained long
+    augment = instantiate(cfg.augment).for_classes(10)
+    assert isinstance(augment.steps[0], RandomCropFlip) and not augment.steps[0].flip  # digits are not mirrored
+    assert isinstance(augment.steps[1], OneOf) and augment.mixes_labels
 
 
 @pytest.mark.parametrize("name, kind", [("mixup", Mixup), ("cutmix", CutMix), ("crop_flip", RandomCropFlip)])
@@ -121,3 +134,22 @@ def test_a_batch_augmentation_on_a_language_model_run_is_refused_not_ignored(tmp
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1].endswith("token ids cannot be augmented that way: set augment=null")
+
+
+@pytest.mark.slow  # a short run of the recipe through the CLI (~1 min on a quiet 2-core CPU)
+def test_patient_consistent_runs_on_digits_kd_only_on_augmented_views(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "distill.run", "experiment=patient_consistent", "teacher=resnet14", "student=resnet8",
+         "data.image_size=16", "trainer.max_epochs=1", "teacher.train.epochs=1", "report.latency=off",
+         "trainer.enable_progress_bar=false", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=1800, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert set(summary["loss"]) == {"kd"}
+    config = (tmp_path / "run" / ".hydra" / "config.yaml").read_text()
+    assert "distill.augment.CutMix" in config and "distill.augment.Mixup" in config

@@ -168,8 +168,13 @@ class TopKTeacherCache:
     def num_tokens(self) -> int:
         return self.store.num_tokens
 
-    def bytes_per_token(self) -> float:
-        """Bytes on disk per cached token, measured from the array files (headers and offsets included)."""
+    def bytes_per_token(self) -> float | None:
+        """Bytes on disk per cached token, measured from the array files (headers and offsets included).
+
+        None for a cache that was not completed: :meth:`close` removed its files, so there is nothing to measure.
+        """
+        if not self.complete:
+            return None
         return self.store.file_bytes() / max(self.store.num_tokens, 1)
 
     # -- lifetime ------------------------------------------------------------------------------

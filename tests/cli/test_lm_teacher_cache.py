@@ -60,3 +60,26 @@ def test_a_second_run_reuses_the_cache_from_its_first_epoch(tmp_path):
     manifest = json.loads((tmp_path / "cache" / "lm_teacher_outputs" / os.path.basename(first["directory"])
                            / "manifest.json").read_text())
     assert manifest["top_k"] == 8 and manifest["temperature"] == 1.0 and manifest["log_prob_dtype"] == "float16"
+
+
+@pytest.mark.slow  # one tiny LM run (~1 min on 2 shared cores)
+def test_a_run_that_stops_inside_the_first_epoch_keeps_no_cache_and_says_so(tmp_path):
+    from pydoc_data.topics import topics
+
+    keys = sorted(topics)
+    for split, part in (("train", keys[:3]), ("val", keys[6:7]), ("test", keys[8:9])):
+        (tmp_path / f"{split}.txt").write_text("\n\n".join(topics[k][:1500] for k in part))
+    result = subprocess.run(
+        [sys.executable, "-m", "distill.run", "experiment=lm", *(f"data.{s}_file={tmp_path / s}.txt" for s in
+         ("train", "val", "test")), "data.block_size=32", "data.vocab_size=300", "teacher.config.n_layer=1",
+         "teacher.config.n_embd=16", "teacher.config.n_head=2", "teacher.train.epochs=1", "student.config.n_embd=8",
+         "student.config.n_head=2", "trainer.max_epochs=1", "+trainer.limit_train_batches=1",
+         "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1", "trainer.enable_progress_bar=false",
+         "+report.speed=false", "teacher.cache=true", "loss.kd.top_k=8", f"cache_dir={tmp_path / 'cache'}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    cache = json.loads((tmp_path / "run" / "summary.json").read_text())["teacher_cache"]
+    assert cache["complete"] is False and cache["bytes_per_token"] is None and cache["teacher_batches"] == 1
+    assert not os.path.exists(cache["directory"])  # an incomplete cache is never kept as if complete

@@ -187,6 +187,7 @@ def test_an_epoch_that_does_not_cover_every_example_keeps_no_cache(tmp_path, tea
         fit(DistillationModule(gpt2(8, 1), teacher, kd(), teacher_outputs=cache), made, epochs=1, limit_train_batches=1)
         assert not cache.complete
     assert not (tmp_path / "cache").exists() and list(tmp_path.glob(".cache.*.tmp")) == []
+    assert cache.bytes_per_token() is None  # its files are gone: nothing to measure (the run's summary reads this)
     with open_cache(tmp_path / "cache", teacher, made) as again:
         assert not again.complete and again.origin == "filled"
 
