@@ -61,7 +61,11 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
         raise DistillError("teacher=student_base reads the student's own tokens; remove data.teacher_tokenizer / data.teacher_vocab_size")
     if cfg.teacher.get("cache"):
         if getattr(datamodule, "cross_tokenizer", False):
-            raise DistillError("teacher.cache=true is not available across tokenizers yet; set teacher.cache=false")
+            raise DistillError(
+                "teacher.cache=true stores the teacher's top-k on the student's tokens, but this teacher has its own "
+                "tokenizer (data.teacher_tokenizer / data.teacher_vocab_size) and loss=lm_uld reads its whole sorted "
+                "distribution at each aligned position; set teacher.cache=false (the teacher then runs every step)"
+            )
         cached_loss_settings(loss)  # a loss the top-k cache cannot serve fails before any training
     check_cross_tokenizer_terms(loss, datamodule)
     example = datamodule.datasets["train"].examples[0]

@@ -63,3 +63,21 @@ def test_a_teacher_with_a_larger_bpe_is_trained_then_distilled_with_uld(tmp_path
     )
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert json.loads((tmp_path / "plain" / "summary.json").read_text())["teacher"]["origin"] == "cache"
+
+
+def test_the_top_k_teacher_cache_across_tokenizers_is_refused_in_one_line_before_any_training(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, text in enumerate(TEXTS * 2):
+        (docs / f"{i}.txt").write_text(f"{text} {text}")
+    result = subprocess.run(
+        [sys.executable, "-m", "distill.run", *TINY_LM, "loss=lm_uld", f"data.train_file={docs}", "data.vocab_size=300",
+         "data.teacher_vocab_size=330", "teacher.cache=true", f"cache_dir={tmp_path / 'cache'}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: teacher.cache=true stores the teacher's top-k on the "
+                                                             "student's tokens, but this teacher has its own tokenizer")
+    assert not (tmp_path / "cache" / "teachers").exists()  # refused before the teacher was trained
