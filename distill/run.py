@@ -44,7 +44,7 @@ from distill.cli.teachers import (
     teacher_from_config,
     teacher_outputs_from_config,
 )
-from distill.cli.training import check_labels_for, loss_terms, make_callbacks, make_logger, make_trainer
+from distill.cli.training import check_labels_for, finish_loggers, loss_terms, make_callbacks, make_logger, make_trainer
 from distill.errors import DistillError
 from distill.io import atomic_torch_save
 from distill.models import check_model_name, weights_sha256
@@ -171,6 +171,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         report={"json": str(run_dir / "report.json"), "markdown": str(run_dir / "report.md"), **report["figures"]},
     )
     write_summary(summary, run_dir)
+    finish_loggers(trainer)  # before the report: its closing lines must not follow the pointers
     print_report(report)
     console.say(console.pointers(summary))
     return summary

@@ -43,6 +43,13 @@ def test_optional_logger(name, tmp_path):
         assert result.returncode == 0, result.stderr[-2000:]
         assert (run_dir / written).exists()
         assert (run_dir / "report.json").is_file()
+        assert "\x1b[" not in result.stdout + result.stderr  # no colour codes where no terminal is
+        assert result.stdout.rstrip().splitlines()[-1].startswith("student weights: ")  # the pointers end the run
+        if name == "wandb":  # quiet: one line saying where the offline run is and how to upload it, before the report
+            line = next(x for x in result.stdout.splitlines() if x.startswith("Weights & Biases offline run: "))
+            assert str(run_dir / "wandb" / "offline-run-") in line and "wandb sync " in line
+            assert result.stdout.index(line) < result.stdout.index("report: ")
+            assert "Tracking run with wandb" not in result.stderr and "Run history" not in result.stderr
 
 
 @pytest.mark.skipif(importlib.util.find_spec("comet_ml") is not None, reason="comet_ml is installed")

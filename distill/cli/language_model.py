@@ -30,7 +30,7 @@ from distill.cli.lm_teacher_cache import cached_loss_settings, fill_ahead, lm_te
 from distill.cli.resume_checks import check_resumed_teacher, resume_checkpoint
 from distill.cli import console
 from distill.cli.teachers import is_student_base
-from distill.cli.training import loss_terms, make_callbacks, make_logger, make_trainer
+from distill.cli.training import finish_loggers, loss_terms, make_callbacks, make_logger, make_trainer
 from distill.errors import DistillError
 from distill.lm.mask_audit import mask_audit
 from distill.lm.vocabulary import reconcile_vocabularies
@@ -152,6 +152,7 @@ def run_language_model(cfg: DictConfig, datamodule: Any, run_dir: Path, started:
     if "baseline" in rows:
         summary["baseline"] = {k: rows["baseline"][k] for k in ("perplexity", "agreement", "kl")}
     write_summary(summary, run_dir)
+    finish_loggers(trainer)  # before the report: its closing lines must not follow the pointers
     print((run_dir / "report_lm.md").read_text(), flush=True)
     console.say(console.pointers(summary))
     return summary

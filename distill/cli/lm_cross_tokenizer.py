@@ -17,6 +17,7 @@ from torch import nn
 from distill.cli.lm_models import announce_distilling, lm_model_name, prepare_lm_model
 from distill.cli.best_student import best_checkpoint, best_score, load_best_student
 from distill.cli.resume_checks import check_resumed_teacher
+from distill.cli.training import finish_loggers
 from distill.cli import console
 from distill.errors import DistillError
 from distill.lm.shared_vocabulary import shared_vocabulary
@@ -105,6 +106,7 @@ def run_across_tokenizers(cfg: DictConfig, datamodule: Any, run_dir: Path, start
     if "baseline" in rows:
         summary["baseline"] = {k: rows["baseline"][k] for k in ("perplexity", "accuracy")}
     write_summary(summary, run_dir)
+    finish_loggers(trainer)  # before the report: its closing lines must not follow the pointers
     print((run_dir / "report_lm.md").read_text(), flush=True)
     console.say(console.pointers(summary))
     return summary

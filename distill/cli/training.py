@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from distill.errors import DistillError, first_line
 from distill.install_hint import install_command
 from distill.losses.base import LossTerm
 from distill.supervised import SupervisedModule
+
+log = logging.getLogger(__name__)
 
 
 def loss_term(node: DictConfig) -> LossTerm:
@@ -78,6 +81,9 @@ def make_logger(cfg: DictConfig, resumed: bool) -> Any:
         while (base / f"resumed-{n}").exists():
             n += 1
         options["version"] = f"resumed-{n}"
+    if cfg.logger.get("_target_", "").endswith("WandbLogger") and not cfg.get("verbose") and "settings" not in cfg.logger:
+        # the quiet console: no banner, no closing tables (verbose=true: all); a plain dict, as wandb.init reads it
+        options.update(settings={"quiet": True}, _convert_="all")
     try:
         return instantiate(cfg.logger, **options)
     except InstantiationException as error:
@@ -88,6 +94,20 @@ def make_logger(cfg: DictConfig, resumed: bool) -> Any:
                 "or use logger=csv"
             ) from None
         raise
+
+
+def finish_loggers(trainer: L.Trainer) -> None:
+    """End the loggers' runs that outlive ``Trainer.fit`` (Weights & Biases): each job of a sweep gets its own run,
+    and its closing lines come now, plain, rather than at the interpreter's exit (in colour codes, after the report)."""
+    for logger in trainer.loggers:
+        experiment = getattr(logger, "_experiment", None)  # not started: nothing to end (never start one here)
+        if type(logger).__name__ == "WandbLogger" and experiment is not None:
+            offline = getattr(experiment.settings, "_offline", False)
+            where = getattr(experiment.settings, "sync_dir", None)
+            experiment.finish()
+            logger._experiment = None
+            if offline and where:
+                log.info("Weights & Biases offline run: %s (wandb sync %s uploads it)", where, where)
 
 
 #: the one package each optional logger needs (the loggers extra installs all three)
