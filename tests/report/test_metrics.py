@@ -153,7 +153,8 @@ def test_collect_logits_runs_in_eval_mode_over_every_batch():
     assert model.training  # mode restored
     model.eval()
     with torch.no_grad():
-        assert torch.allclose(logits, model(x))
+        # batches of 5 and one batch of 23 may take different BLAS kernels: equal to float rounding
+        assert torch.allclose(logits, model(x), rtol=1e-5, atol=1e-6)
     assert torch.equal(labels, y)
     assert not logits.requires_grad
 
