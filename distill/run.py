@@ -27,6 +27,7 @@ from distill.checkpoint_io import AtomicCheckpointIO
 from distill.cli import console
 from distill.cli.config_directory import config_dir
 from distill.cli.error_policy import command_entry, guarded
+from distill.cli.hydra_preflight import check_composition, check_grammar
 from distill.cli.config_checks import check_batch_size, check_buildable, check_config
 from distill.cli.language_model import is_language_model_data, run_language_model
 from distill.cli.key_check import check_loss_order, check_override_keys
@@ -211,10 +212,12 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def _check_argv(argv: list[str]) -> list[str]:
+    check_grammar(argv)  # what Hydra's override grammar cannot read, before anything splits the overrides
     argv = check_group_overrides(argv, config_dir())
     check_loss_order(argv, config_dir())
     check_override_keys(argv, config_dir())
-    check_run_dirs(argv)
+    check_composition(argv, config_dir(), "config")  # whatever else Hydra would refuse, as one line
+    check_run_dirs(argv)  # last: it creates the run directory
     return argv
 
 

@@ -139,6 +139,18 @@ CASES = {
     "non-finite teacher checkpoint": (["teacher.checkpoint={files}/nan.pt"], "has non-finite weights (1 tensor(s), e.g. fc.bias)"),
     "plain state_dict as ckpt_path": (["teacher.checkpoint={files}/good.pt", "ckpt_path={files}/good.pt"], "is not a Lightning checkpoint of a distill run"),
     "empty run directory": (["hydra.run.dir="], "hydra.run.dir is empty (an unset shell variable?)"),
+    # what Hydra itself would refuse, read and composed first (distill/cli/hydra_preflight.py)
+    "override unreadable": (["trainer.max_epochs=["], "cannot read the override trainer.max_epochs=[: "),
+    "override without '='": (["trainer.max_epochs"], "cannot read the override trainer.max_epochs: there is no '=' (write key=value)"),
+    "override without key": (["=5"], "the override =5 has no key: write key=value"),
+    "appending a key that exists": (["+trainer.max_epochs=3"], "An item is already at 'trainer.max_epochs'; Either remove + prefix"),
+    "deleting an interpolation": (["~logger.save_dir"], "logger.save_dir is an interpolation that is resolved only once the run starts"),
+    "deleting a key that does not exist": (["~trainer.nothing"], "Could not delete from config. 'trainer.nothing' does not exist"),
+    "empty group choice": (["teacher="], "teacher= chooses no teacher (an unset shell variable?); choose one: cifar, "),
+    "unknown top-level key": (["++foo=bar"], "unknown top-level key 'foo': nothing reads it"),
+    "unknown Hydra plugin option": (["hydra/launcher=nope"], "Could not find 'hydra/launcher/nope'; the options of 'hydra/launcher' are basic"),
+    "flag after the overrides": (["-m", "seed=1,2"], "unrecognized arguments: seed=1,2"),
+    "sweep whose jobs do not compose": (["hydra.mode=MULTIRUN", "+trainer.max_epochs=1,2"], "An item is already at 'trainer.max_epochs'"),
     "classes differ between splits": (["data=image_folder", "data.root={data}/other_classes"], "(val/ lacks dog; val/ has cow, which train/ lacks)"),
 }
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Sequence
+import re
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from distill.errors import DistillError
 
 #: keys distill reads itself before instantiating a node (a loss term's weight schedule)
 READ_BY_DISTILL = {"schedule"}
+#: top-level keys distill reads that the config files may leave out (``+force=true``, a sweeper's metric, LM generation)
+READ_AT_TOP = {"force", "optimized_metric", "sequence_kd", "on_policy"}
 
 
 def target_arguments(node: Any) -> list[str] | None:
@@ -42,8 +45,12 @@ def _did_you_mean(word: str, choices: Sequence[str]) -> str:
     return f"; did you mean '{matches[0]}'?" if matches else ""
 
 
-def check_key(cfg: DictConfig, override: str) -> None:
-    """Raise :class:`DistillError` when the key of ``override`` (``[+|++]a.b.c=value``) cannot be meant."""
+def check_key(cfg: DictConfig, override: str, interpolated: Collection[str] = ()) -> None:
+    """Raise :class:`DistillError` when the key of ``override`` (``[+|++]a.b.c=value``) cannot be meant.
+
+    A new top-level key is meant when distill reads it (:data:`READ_AT_TOP`) or an interpolation
+    refers to it (``interpolated``: ``hydra.run.dir=out/${tag} +tag=a``).
+    """
     key, _, _ = override.partition("=")
     adding = key.startswith("+")
     key = key.lstrip("+")
@@ -55,6 +62,11 @@ def check_key(cfg: DictConfig, override: str) -> None:
     where = parent_path or "the config"
     present = set(parent.keys())  # `in` is False for a mandatory ??? value, which is still a key
     if adding:
+        if not parent_path and name not in present and name not in READ_AT_TOP and name not in interpolated:
+            raise DistillError(
+                f"unknown top-level key '{name}': nothing reads it{_did_you_mean(name, [*present, *READ_AT_TOP])}; "
+                f"the top-level settings are {', '.join(sorted(k for k in present if k != 'hydra'))} and +force=true"
+            )
         if arguments is not None and name not in arguments and name not in present and name not in READ_BY_DISTILL:
             raise DistillError(
                 f"unknown key '{name}' in {where}: {parent._target_} takes no argument '{name}'"
@@ -97,10 +109,16 @@ def check_override_keys(argv: Sequence[str], config_dir: Path, config_name: str 
     # a node whose class the command line replaces (~data +data._target_=my.Data) takes that class's keys
     replaced = {a.lstrip("~+").partition("=")[0].removesuffix("._target_") for a in argv
                 if a.startswith("~") or a.partition("=")[0].endswith("._target_")}
+    interpolated = _interpolated_names([*argv, OmegaConf.to_yaml(cfg)])
     for override in overrides:
         key = override.partition("=")[0].lstrip("+")
         if not is_group(override) and not any(key == r or key.startswith(f"{r}.") for r in replaced):
-            check_key(cfg, override)
+            check_key(cfg, override, interpolated)
+
+
+def _interpolated_names(texts: Sequence[str]) -> set[str]:
+    """The top-level names that interpolations in ``texts`` refer to (``${tag}``, ``${run.name}`` -> tag, run)."""
+    return {match for text in texts for match in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text)}
 
 
 def check_loss_order(argv: Sequence[str], config_dir: Path) -> None:

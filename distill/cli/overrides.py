@@ -11,13 +11,16 @@ from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from distill.cli.config_directory import config_dir
+from distill.cli.hydra_preflight import check_composition, check_grammar
 from distill.cli.key_check import check_override_keys
 from distill.cli.model_shortcuts import MODEL_GROUPS, register_model_shortcuts
 from distill.errors import DistillError, close_matches
 from distill.models.torchvision_models import torchvision_model_names
 
 #: config groups whose options are files in conf/<group>/ (and, for the model groups, stored names)
-GROUPS = ("teacher", "student", "loss", "data", "trainer", "lr_scheduler", "experiment", "augment")
+#: Hydra's sweep functions a group choice may be written with (-m loss=choice(kd,dkd), -m loss=glob(*))
+SWEEP_FUNCTIONS = ("choice(", "glob(", "sort(", "shuffle(", "tag(")
+GROUPS = ("teacher", "student", "loss", "data", "trainer", "lr_scheduler", "experiment", "augment", "logger", "hparams_search")
 
 
 def group_options(config_dir: Path, group: str) -> list[str]:
@@ -46,11 +49,18 @@ def check_group_overrides(argv: Sequence[str], config_dir: Path) -> list[str]:
                 f"data.augment={value}: data.augment switches a data set's own random crops and flips (true or false); "
                 f"batch augmentation seen by both models is its own group: augment={value}"
             )
-        group = key.removeprefix("override ")
-        if not sep or group not in GROUPS or not value or value == "null":
+        group = key.removeprefix("override ").lstrip("+")
+        if not sep or group not in GROUPS or value == "null":
             result.append(arg)
             continue
         options = group_options(config_dir, group)
+        if not value.strip("[]' \""):
+            raise DistillError(f"{key}= chooses no {group} (an unset shell variable?); choose one: {_available(group, options)}")
+        if value.startswith(SWEEP_FUNCTIONS):
+            if not value.startswith("choice("):
+                result.append(arg)  # glob(*), sort(...): Hydra expands them over the group's options itself
+                continue
+            value = value.removeprefix("choice(").removesuffix(")")
         choices = [v.strip() for v in value.strip("[]").split(",")]
         unknown = [c for c in choices if c not in options]
         if not unknown:
@@ -59,27 +69,32 @@ def check_group_overrides(argv: Sequence[str], config_dir: Path) -> list[str]:
         family = unknown[0].partition(":")[0]
         if group in MODEL_GROUPS and len(choices) == 1 and ":" in unknown[0] and family in options:
             # a prefixed name (timm:resnet18) uses its family's config
-            result += [f"{group}={family}", f"{group}.name={unknown[0]}"]
+            result += [f"{key}={family}", f"{group}.name={unknown[0]}"]
             continue
         bad = unknown[0]
-        listed = options
-        if group in MODEL_GROUPS:  # torchvision's ~80 names are summed up, not listed
-            torchvision = set(torchvision_model_names())
-            listed = [o for o in options if o not in torchvision and o != "torchvision"]
-        raise DistillError(
-            f"unknown {group} '{bad}'{close_matches(bad, options)}; available: {', '.join(listed)}"
-            + (" or any torchvision classification model name (distill models lists them)" if group in MODEL_GROUPS else "")
-        )
+        raise DistillError(f"unknown {group} '{bad}'{close_matches(bad, options)}; available: {_available(group, options)}")
     return result
+
+
+def _available(group: str, options: list[str]) -> str:
+    """A group's options for one line: torchvision's ~80 model names summed up, not listed."""
+    if group not in MODEL_GROUPS:
+        return ", ".join(options)
+    torchvision = set(torchvision_model_names())
+    listed = [o for o in options if o not in torchvision and o != "torchvision"]
+    return ", ".join(listed) + " or any torchvision classification model name (distill models lists them)"
 
 
 def check_checkpoint_command(argv: Sequence[str], command: str) -> None:
     """Fail early, in one line, on a missing ``checkpoint=``, an unknown ``data=`` option or a misspelt key (evaluate, export)."""
     if not any(arg.startswith(("checkpoint=", "-")) for arg in argv):
         raise DistillError(f"give the file to read: python -m {command} checkpoint=outputs/<date>/<time>/checkpoints/best.ckpt")
+    check_grammar(argv)
     data = [arg for arg in argv if arg.partition("=")[0].removeprefix("override ") == "data"]
     check_group_overrides(data, config_dir())
-    check_override_keys(argv, config_dir(), command.rsplit(".", 1)[-1])  # conf/export.yaml, conf/evaluate.yaml
+    name = command.rsplit(".", 1)[-1]  # conf/export.yaml, conf/evaluate.yaml
+    check_override_keys(argv, config_dir(), name)
+    check_composition(argv, config_dir(), name)
 
 
 def command_line_keys(overrides: Sequence[str]) -> dict[str, bool]:

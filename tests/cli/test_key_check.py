@@ -25,6 +25,9 @@ CONF = config_dir()
     # the key is checked in the config the group choices compose (experiment=quick, loss=fitnet)
     (["experiment=quick", "data.image_siz=8"], "unknown key 'image_siz' in data; did you mean 'image_size'?"),
     (["loss=fitnet", "loss.fitnet.student_layr=layer1"], "unknown key 'student_layr' in loss.fitnet; did you mean 'student_layer'?"),
+    # a new top-level key that nothing reads (Hydra would add it silently)
+    (["+sed=1"], "unknown top-level key 'sed': nothing reads it; did you mean 'seed'?"),
+    (["++verbos=true"], "unknown top-level key 'verbos': nothing reads it; did you mean 'verbose'?"),
 ])
 def test_a_misspelt_key_is_named_with_its_close_match(argv, message):
     with pytest.raises(DistillError) as caught:
@@ -95,3 +98,11 @@ def test_export_with_output_instead_of_out_is_one_line_and_exit_2(tmp_path):
     )
     assert made.returncode == 2
     assert made.stderr.strip().splitlines() == ["error: unknown key 'output' in the config; did you mean 'out'?"]
+
+
+def test_a_new_top_level_key_is_meant_when_distill_or_an_interpolation_reads_it():
+    check_override_keys(["+force=true"], CONF)
+    check_override_keys(["hydra.run.dir=out/${tag}", "+tag=a"], CONF)
+    check_override_keys(["+tag=a", "hydra.job.name=${tag}_${seed}"], CONF)
+    with pytest.raises(DistillError, match="unknown top-level key 'tag'"):
+        check_override_keys(["+tag=a"], CONF)

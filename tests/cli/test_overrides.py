@@ -77,3 +77,17 @@ def test_a_batch_augmentation_given_as_data_augment_points_to_the_augment_group(
     with pytest.raises(DistillError, match=rf"data.augment={value}: .*true or false.*: augment={value}$"):
         check_group_overrides([arg], CONF)
     assert check_group_overrides(["data.augment=false"], CONF) == ["data.augment=false"]
+
+
+@pytest.mark.parametrize("arg", ["teacher=", "+augment=", "loss=[]", "data=''"])
+def test_an_empty_choice_is_named(arg):
+    group = arg.partition("=")[0].lstrip("+")
+    with pytest.raises(DistillError, match=f"chooses no {group} \\(an unset shell variable\\?\\); choose one: "):
+        check_group_overrides([arg], CONF)
+
+
+def test_sweep_functions_over_a_group():
+    assert check_group_overrides(["loss=glob(*)"], CONF) == ["loss=glob(*)"]
+    assert check_group_overrides(["loss=choice(kd,dkd)"], CONF) == ["loss=choice(kd,dkd)"]
+    with pytest.raises(DistillError, match="unknown loss 'kdd'"):
+        check_group_overrides(["loss=choice(kd,kdd)"], CONF)
