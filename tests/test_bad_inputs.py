@@ -139,6 +139,11 @@ CASES = {
     "non-finite teacher checkpoint": (["teacher.checkpoint={files}/nan.pt"], "has non-finite weights (1 tensor(s), e.g. fc.bias)"),
     "plain state_dict as ckpt_path": (["teacher.checkpoint={files}/good.pt", "ckpt_path={files}/good.pt"], "is not a Lightning checkpoint of a distill run"),
     "empty run directory": (["hydra.run.dir="], "hydra.run.dir is empty (an unset shell variable?)"),
+    "unwritable logger directory": (["logger=csv", "logger.save_dir=/proc/distill-logs"], "cannot write the logger's files to /proc/distill-logs"),
+    "empty cache directory": (["cache_dir="], "cache_dir must be a path or name, not empty (an unset shell variable?)"),
+    "empty teacher checkpoint": (["teacher.checkpoint="], "teacher.checkpoint must be a path or name, not empty"),
+    "limit that trains nothing": (["++trainer.limit_train_batches=0"], "trainer.limit_train_batches=0: no training batch would run"),
+    "momentum of one": (["optimizer.momentum=1"], "optimizer.momentum=1: a momentum of 1 or more"),
     # what Hydra itself would refuse, read and composed first (distill/cli/hydra_preflight.py)
     "override unreadable": (["trainer.max_epochs=["], "cannot read the override trainer.max_epochs=[: "),
     "override without '='": (["trainer.max_epochs"], "cannot read the override trainer.max_epochs: there is no '=' (write key=value)"),
@@ -178,6 +183,8 @@ def test_bad_input(case, files, data, cache, tmp_path):
     assert len(errors[0]) < 600
     for name, content in EARLIER.items():
         assert (run_dir / name).read_bytes() == content, f"{name} was overwritten"
+    # nothing written into the launch directory (an empty cache_dir= once put teachers/ there)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert "this must never run" not in result.stdout
 
 

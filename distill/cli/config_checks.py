@@ -113,7 +113,34 @@ class OneOf:
         return (isinstance(value, str) and value in self.choices) or (self.flags and isinstance(value, bool))
 
 
-Kind = Whole | Number | WholeList | Flag | OneOf
+@dataclass(frozen=True)
+class Text:
+    """A path or name that is not empty (an empty one is an unset shell variable, not "none": that is null)."""
+
+    def allowed(self) -> str:
+        return "a path or name, not empty (an unset shell variable?); leave the key out or set it to null for none"
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, str) and bool(value.strip())
+
+
+@dataclass(frozen=True)
+class Either:
+    """What one of ``kinds`` accepts (Lightning's batch counts: a whole number or a fraction)."""
+
+    kinds: tuple[Whole | Number, ...]
+
+    def allowed(self) -> str:
+        return " or ".join(kind.allowed() for kind in self.kinds)
+
+    def accepts(self, value: Any) -> bool:
+        return any(kind.accepts(value) for kind in self.kinds)
+
+
+Kind = Whole | Number | WholeList | Flag | OneOf | Text | Either
+
+#: a share of the batches or a count of them (Lightning's limit_*_batches, val_check_interval)
+_BATCHES = Either((Whole(0), Number(minimum=0, maximum=1)))
 
 #: where the optimizers and schedules of the run live: the student's, the teacher's, each ensemble member's
 _SCHEDULES = ("", "teacher.train.", "teacher.members.*.train.")
@@ -134,6 +161,14 @@ RULES: dict[str, tuple[Kind, bool]] = {
     "trainer.log_every_n_steps": (Whole(1), True),
     "trainer.check_val_every_n_epoch": (Whole(1), True),
     "trainer.gradient_clip_val": (Number(minimum=0), True),
+    **{f"trainer.limit_{split}_batches": (_BATCHES, True) for split in ("train", "val", "test", "predict")},
+    "trainer.val_check_interval": (Either((Whole(1), Number(above=0, maximum=1))), True),
+    # paths and names: an empty value (an unset shell variable) would quietly mean "none" or the launch directory
+    **{key: (Text(), True) for key in (
+        "cache_dir", "ckpt_path", "teacher.checkpoint", "teacher.weights", "teacher.path", "teacher.members.*.checkpoint",
+        "teacher.members.*.weights", "student.checkpoint", "student.weights", "student.path", "data.root",
+        "data.tokenizer", "logger.save_dir",
+    )},
     "teacher.train.epochs": (Whole(0), True),
     "teacher.members.*.train.epochs": (Whole(0), True),
     "teacher.cache": (Flag(), True),
@@ -160,6 +195,7 @@ RULES: dict[str, tuple[Kind, bool]] = {
     "data.channels": (Whole(1), True),
     "data.max_length": (Whole(1), True),
     "data.val_size": (Whole(0), True),
+    **{f"data.{key}_fraction": (Number(minimum=0, maximum=1), True) for key in ("val", "test", "unlabeled", "label")},
     "data.split_seed": (Whole(0), True),
     **{f"data.{key}": (Flag(), True) for key in ("labels", "with_index", "download", "augment")},
 }
@@ -169,13 +205,27 @@ def _is_zero(value: Any) -> bool:
     return value == 0
 
 
-#: key pattern -> (test, why it is almost certainly a mistake); refused unless +force=true
-SUSPICIOUS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    **{f"{where}optimizer.lr": (_is_zero, "a learning rate of 0 never changes the model")
-       for where in _SCHEDULES},
-    "teacher.train.epochs": (_is_zero, "the teacher would stay random (untrained) and be cached as if trained"),
-    "teacher.members.*.train.epochs": (_is_zero, "that member would stay random (untrained) and be cached as if trained"),
-    "data.image_size": (lambda v: v > 1024, "images this large need tens of GB per batch; the usual sizes are 32 to 512"),
+#: key pattern -> (test, why it is almost certainly a mistake), ...; refused unless +force=true
+SUSPICIOUS: dict[str, tuple[tuple[Callable[[Any], bool], str], ...]] = {
+    **{f"{where}optimizer.lr": (
+        (_is_zero, "a learning rate of 0 never changes the model"),
+        (lambda v: v > 10, "a learning rate above 10 makes every optimizer distill configures diverge; "
+                           "the usual values are 1e-4 (Adam) to 0.5 (SGD)"),
+    ) for where in _SCHEDULES},
+    **{f"{where}optimizer.momentum": (
+        (lambda v: v >= 1, "a momentum of 1 or more makes each step larger than the last, without bound; "
+                           "the usual value is 0.9"),
+    ) for where in _SCHEDULES},
+    "loss.*.temperature": (
+        (lambda v: v < 0.05, "a temperature this small turns the softmax into an argmax (and a T² factor shrinks "
+                             "the term towards 0); the usual values are 1 to 8"),
+    ),
+    "trainer.limit_train_batches": ((_is_zero, "no training batch would run: the student would stay as it starts"),),
+    "teacher.train.epochs": ((_is_zero, "the teacher would stay random (untrained) and be cached as if trained"),),
+    "teacher.members.*.train.epochs": (
+        (_is_zero, "that member would stay random (untrained) and be cached as if trained"),
+    ),
+    "data.image_size": ((lambda v: v > 1024, "images this large need tens of GB per batch; the usual sizes are 32 to 512"),),
 }
 
 
@@ -192,12 +242,14 @@ def check_config(cfg: DictConfig) -> None:
                 continue
             if not kind.accepts(value):
                 raise DistillError(f"{key} must be {kind.allowed()}, got {_shown(value, kind)}")
-            test, why = SUSPICIOUS.get(pattern, (None, ""))
-            if test is None or not test(value) or not _in_use(cfg, key):
+            if value is None or not _in_use(cfg, key):
                 continue
-            if not force:
-                raise DistillError(f"{key}={value}: {why}; if you mean it, add +force=true")
-            log.warning("%s=%s: %s (kept because force=true)", key, value, why)
+            for test, why in SUSPICIOUS.get(pattern, ()):
+                if not test(value):
+                    continue
+                if not force:
+                    raise DistillError(f"{key}={value}: {why}; if you mean it, add +force=true")
+                log.warning("%s=%s: %s (kept because force=true)", key, value, why)
     _check_loss_entries(cfg)
 
 

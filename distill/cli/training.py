@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,7 @@ def make_logger(cfg: DictConfig, resumed: bool) -> Any:
     if cfg.logger.get("_target_", "").endswith("WandbLogger") and not cfg.get("verbose") and "settings" not in cfg.logger:
         # the quiet console: no banner, no closing tables (verbose=true: all); a plain dict, as wandb.init reads it
         options.update(settings={"quiet": True}, _convert_="all")
+    _check_logger_dir(cfg.logger.get("save_dir"))
     try:
         return instantiate(cfg.logger, **options)
     except InstantiationException as error:
@@ -94,6 +96,21 @@ def make_logger(cfg: DictConfig, resumed: bool) -> Any:
                 "or use logger=csv"
             ) from None
         raise
+
+
+def _check_logger_dir(save_dir: Any) -> None:
+    """A local ``logger.save_dir`` is created now: one that cannot be is a line before any training, not a
+    traceback from inside ``fit``. A URI (``s3://``, ``file:``, an MLflow server) is the logger's to reach."""
+    if not isinstance(save_dir, str) or ":" in save_dir.split("/")[0]:
+        return
+    path = Path(save_dir).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        writable, reason = os.access(path, os.W_OK | os.X_OK), "not writable"
+    except OSError as error:
+        writable, reason = False, error.strerror
+    if not writable:
+        raise DistillError(f"cannot write the logger's files to {path} ({reason}); set logger.save_dir to a writable directory")
 
 
 def finish_loggers(trainer: L.Trainer) -> None:

@@ -85,6 +85,30 @@ BAD = {
     "report.latency=null": "report.latency must be one of off, quick, full (or true/false), got None",
     "teacher.dtype=bf17": "teacher.dtype must be one of bfloat16, bf16, float16, fp16, float32, got 'bf17'",
     "verbose=maybe": "verbose must be true or false, got 'maybe'",
+    # legal but almost certainly wrong (refused unless +force=true)
+    "optimizer.lr=1e9": "optimizer.lr=1000000000.0: a learning rate above 10 makes every optimizer distill configures diverge",
+    "optimizer.momentum=1.5": "optimizer.momentum=1.5: a momentum of 1 or more makes each step larger than the last",
+    "optimizer.momentum=1": "optimizer.momentum=1: a momentum of 1 or more",
+    "loss.kd.temperature=1e-30": "loss.kd.temperature=1e-30: a temperature this small turns the softmax into an argmax",
+    "+trainer.limit_train_batches=0": "trainer.limit_train_batches=0: no training batch would run",
+    # Lightning's batch counts: a whole number or a fraction in [0, 1]
+    "+trainer.limit_train_batches=1.5": "trainer.limit_train_batches must be a whole number >= 0 or a finite number >= 0 and <= 1, got 1.5",
+    "+trainer.limit_val_batches=-1": "trainer.limit_val_batches must be a whole number >= 0 or",
+    "+trainer.limit_test_batches=all": "got 'all'",
+    "+trainer.val_check_interval=0": "trainer.val_check_interval must be a whole number >= 1 or a finite number > 0 and <= 1, got 0",
+    "+trainer.val_check_interval=2.5": "got 2.5",
+    "data.val_fraction=abc": "data.val_fraction must be a finite number >= 0 and <= 1, got 'abc'",
+    "data.test_fraction=2": "data.test_fraction must be a finite number >= 0 and <= 1, got 2.0",
+    "data.unlabeled_fraction=-0.5": "data.unlabeled_fraction must be a finite number >= 0 and <= 1, got -0.5",
+    # an empty path or name is an unset shell variable, not "none" (that is null)
+    "cache_dir=": "cache_dir must be a path or name, not empty (an unset shell variable?)",
+    "ckpt_path=": "ckpt_path must be a path or name, not empty",
+    "teacher.checkpoint=": "teacher.checkpoint must be a path or name, not empty",
+    "teacher.weights=": "teacher.weights must be a path or name, not empty",
+    "data=image_folder data.root=": "data.root must be a path or name, not empty",
+    "logger=csv logger.save_dir=": "logger.save_dir must be a path or name, not empty",
+    "teacher=ensemble +teacher.members.a.name=resnet18 +teacher.members.a.checkpoint=":
+        "teacher.members.a.checkpoint must be a path or name, not empty",
 }
 
 
@@ -104,12 +128,18 @@ def test_a_bad_value_is_named_with_its_key_value_and_range(config, overrides):
     "lr_scheduler=multistep lr_scheduler.milestones=[2,4]",
     "report.latency=false",  # false is off, true is full
     "report.latency=true",
+    "+trainer.limit_train_batches=0.25 +trainer.limit_val_batches=3 +trainer.val_check_interval=0.5",
+    "optimizer.lr=10 optimizer.momentum=0.99 loss.kd.temperature=0.5",
+    "cache_dir=/tmp/elsewhere ckpt_path=null teacher.checkpoint=null",
 ])
 def test_good_values_pass(config, overrides):
     check_config(config(*overrides.split()))
 
 
-@pytest.mark.parametrize("overrides", ["optimizer.lr=0", "teacher.train.epochs=0", "data.image_size=2048"])
+@pytest.mark.parametrize("overrides", [
+    "optimizer.lr=0", "teacher.train.epochs=0", "data.image_size=2048", "optimizer.lr=100", "optimizer.momentum=1",
+    "loss.kd.temperature=0.01", "+trainer.limit_train_batches=0",
+])
 def test_force_turns_a_suspicious_value_into_a_warning(config, overrides, caplog):
     with caplog.at_level(logging.WARNING, logger="distill"):
         check_config(config(*overrides.split(), "+force=true"))
