@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from distill.errors import DistillError
+
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
@@ -25,6 +27,11 @@ def configure_optimizers(
 ) -> Any:
     """What ``LightningModule.configure_optimizers`` returns: every trainable parameter of ``module``."""
     params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise DistillError(
+            "nothing to train: every parameter of the student (and of the loss terms' adapters) has "
+            "requires_grad=False; unfreeze the student (student.requires_grad_(True)) or the part of it to train"
+        )
     opt = (optimizer or default_optimizer)(params)
     if lr_scheduler is None:
         return opt
