@@ -27,6 +27,12 @@ def read_checkpoint(path: str | os.PathLike, trusted: bool = False) -> Any:
     for files from a source you trust, since unpickling can run arbitrary code.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        files = sorted(p.name for p in path.glob("*.*") if p.suffix in (".pt", ".pth", ".ckpt", ".bin", ".safetensors"))
+        raise DistillError(
+            f"checkpoint {path} is a directory, not a file; name the file in it"
+            + (f" (it holds {', '.join(files[:5])}{' ...' if len(files) > 5 else ''})" if files else "")
+        )
     if not path.is_file():
         raise DistillError(f"checkpoint not found: {path}; check the path (it is read relative to the launch directory)")
     if path.stat().st_size == 0:

@@ -35,6 +35,16 @@ def test_missing_file(tmp_path):
         read_state_dict(tmp_path / "nope.pt")
 
 
+def test_a_directory_is_named_as_one_with_the_files_in_it(tmp_path):
+    (tmp_path / "best.ckpt").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DistillError, match=r"is a directory, not a file; name the file in it \(it holds best.ckpt\)$"):
+        read_state_dict(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DistillError, match=r"empty is a directory, not a file; name the file in it$"):
+        read_state_dict(tmp_path / "empty")
+
+
 def test_empty_file(tmp_path):
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(DistillError, match="is empty"):
