@@ -89,6 +89,11 @@ def check_checkpoint_command(argv: Sequence[str], command: str) -> None:
     """Fail early, in one line, on a missing ``checkpoint=``, an unknown ``data=`` option or a misspelt key (evaluate, export)."""
     if not any(arg.startswith(("checkpoint=", "-")) for arg in argv):
         raise DistillError(f"give the file to read: python -m {command} checkpoint=outputs/<date>/<time>/checkpoints/best.ckpt")
+    if any(arg.partition("=")[0] == "checkpoint" and not arg.partition("=")[2].strip("'\" ") for arg in argv):
+        raise DistillError(
+            f"checkpoint= is empty (an unset shell variable?); give the file to read: "
+            f"python -m {command} checkpoint=outputs/<date>/<time>/checkpoints/best.ckpt"
+        )
     check_grammar(argv)
     data = [arg for arg in argv if arg.partition("=")[0].removeprefix("override ") == "data"]
     check_group_overrides(data, config_dir())

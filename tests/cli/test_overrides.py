@@ -91,3 +91,9 @@ def test_sweep_functions_over_a_group():
     assert check_group_overrides(["loss=choice(kd,dkd)"], CONF) == ["loss=choice(kd,dkd)"]
     with pytest.raises(DistillError, match="unknown loss 'kdd'"):
         check_group_overrides(["loss=choice(kd,kdd)"], CONF)
+
+
+@pytest.mark.parametrize("command", ["distill.evaluate", "distill.export"])
+def test_an_empty_checkpoint_is_named(command):
+    with pytest.raises(DistillError, match=f"checkpoint= is empty \\(an unset shell variable\\?\\); give the file to read: python -m {command} "):
+        check_checkpoint_command(["checkpoint="], command)
