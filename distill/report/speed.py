@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import logging
 import math
 import statistics
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -42,15 +42,16 @@ def measure_latency(
     repeats: int = 20,
     warmup: int = 3,
 ) -> dict[str, Any]:
-    """Time the forward pass of ``model`` on the CPU at one batch size.
+    """Time the forward pass of ``model`` on the CPU at one batch size, with ``torch.utils.benchmark.Timer``.
 
     ``example_input`` is a batch of inputs (``[n, ...]``, ``n >= 1``), or a
     mapping of them passed as keyword arguments (a tokenized text batch); its
     first ``batch_size`` samples are used, repeated when it has fewer. The model runs
     in eval mode under ``torch.inference_mode()``, ``warmup`` untimed times and
-    then ``repeats`` timed times (``time.perf_counter``). A model whose weights
-    are not on the CPU is timed on a CPU copy; the caller's model is left as it
-    was (its training mode restored).
+    then ``repeats`` timed times, each one call timed by the Timer (``timer.timeit(1)``,
+    which first makes two untimed calls of its own) on ``torch.get_num_threads()``
+    threads. A model whose weights are not on the CPU is timed on a CPU copy; the
+    caller's model is left as it was (its training mode restored).
 
     Returns ``batch_size``, ``median_ms`` (the latency reported),
     ``min_ms``, ``max_ms``, ``throughput`` (samples per second,
@@ -63,24 +64,14 @@ def measure_latency(
             f"measure_latency: batch_size and repeats must be at least 1 and warmup at least 0, "
             f"got {batch_size}, {repeats} and {warmup}"
         )
-    cpu = torch.device("cpu")
-    on_cpu = all(t.device == cpu for t in (*model.parameters(), *model.buffers()))
-    timed = model if on_cpu else copy.deepcopy(model).to(cpu)
+    threads = torch.get_num_threads()
     x = _batch_of(_to_cpu(example_input), batch_size)
-    run = (lambda: timed(**x)) if isinstance(x, Mapping) else (lambda: timed(x))
-    was_training = timed.training
-    timed.eval()
-    times: list[float] = []
-    try:
-        with torch.inference_mode():
-            for _ in range(warmup):
-                run()
-            for _ in range(repeats):
-                start = time.perf_counter()
-                run()
-                times.append(time.perf_counter() - start)
-    finally:
-        timed.train(was_training)
+    with _on_cpu_for_timing({"model": model}) as timed:
+        run = _forward(timed["model"], x)
+        for _ in range(warmup):
+            run()
+        timer = _forward_timer(run, threads)
+        times = [timer.timeit(1).median for _ in range(repeats)]
     median = statistics.median(times)
     return {
         "batch_size": batch_size,
@@ -88,7 +79,7 @@ def measure_latency(
         "min_ms": 1000.0 * min(times),
         "max_ms": 1000.0 * max(times),
         "throughput": batch_size / median if median > 0 else math.inf,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "repeats": repeats,
         "warmup": warmup,
         "device": "cpu",
@@ -139,7 +130,6 @@ def compare_latency(
     ``speedup_b{b}_within_noise``: true when that range holds 1, so the timing cannot tell the
     two apart.
     """
-    Timer = _benchmark_timer()
     if mode not in LATENCY_MODES:
         raise DistillError(f"report.latency={mode!r} is not a latency setting; use one of {', '.join(LATENCY_MODES)}")
     batch_sizes, rounds, round_seconds = LATENCY_MODES[mode]
@@ -147,6 +137,41 @@ def compare_latency(
         raise DistillError(f"compare_latency: the reference role {reference!r} is not among {sorted(models)}")
     threads = torch.get_num_threads()
     result: dict[str, dict[str, Any]] = {role: {"threads": threads} for role in models}
+    with _on_cpu_for_timing(models) as timed:
+        for batch_size in batch_sizes:
+            x = _batch_of(_to_cpu(example_input), batch_size)
+            timers, singles = {}, []
+            for role, m in timed.items():
+                timers[role] = _forward_timer(_forward(m, x), threads)
+                # warm-up: first calls allocate memory, pick kernels and wake the thread pool
+                timers[role].blocked_autorange(min_run_time=2 * round_seconds)
+                singles.append(timers[role].timeit(3).median)
+            # the same number of calls for every model: unequal runs would time unequal overheads
+            calls = max(1, round(round_seconds / max(max(singles), 1e-9)))
+            times: dict[str, list[float]] = {role: [] for role in timed}
+            for n in range(rounds):
+                for role in (list(timed) if n % 2 == 0 else list(reversed(timed))):
+                    # the fastest of a few short blocks: a block the OS interrupted does not count
+                    times[role].append(min(timers[role].timeit(calls).median for _ in range(3)))
+            for role, seconds in times.items():
+                result[role][f"latency_b{batch_size}_ms"] = 1000.0 * statistics.median(seconds)
+                result[role][f"latency_b{batch_size}_iqr_ms"] = 1000.0 * (_quantile(seconds, 0.75) - _quantile(seconds, 0.25))
+                if role == reference:
+                    continue
+                ratios = [t / s for t, s in zip(times[reference], seconds)]
+                low, high = _quantile(ratios, 0.25), _quantile(ratios, 0.75)
+                result[role].update({
+                    f"speedup_b{batch_size}_low": low,
+                    f"speedup_b{batch_size}_high": high,
+                    f"speedup_b{batch_size}_within_noise": low <= 1.0 <= high,
+                })
+    return result
+
+
+@contextlib.contextmanager
+def _on_cpu_for_timing(models: Mapping[str, nn.Module]) -> Iterator[dict[str, nn.Module]]:
+    """``models`` ready to time: each on the CPU (a copy where its weights are elsewhere), in eval mode, under
+    ``torch.inference_mode()``; the caller's training modes restored afterwards."""
     cpu = torch.device("cpu")
     timed = {
         role: m if all(t.device == cpu for t in (*m.parameters(), *m.buffers())) else copy.deepcopy(m).to(cpu)
@@ -157,38 +182,20 @@ def compare_latency(
         for m in timed.values():
             m.eval()
         with torch.inference_mode():
-            for batch_size in batch_sizes:
-                x = _batch_of(_to_cpu(example_input), batch_size)
-                timers, singles = {}, []
-                for role, m in timed.items():
-                    run = (lambda m=m: m(**x)) if isinstance(x, Mapping) else (lambda m=m: m(x))
-                    timers[role] = Timer("run()", globals={"run": run}, num_threads=threads)
-                    # warm-up: first calls allocate memory, pick kernels and wake the thread pool
-                    timers[role].blocked_autorange(min_run_time=2 * round_seconds)
-                    singles.append(timers[role].timeit(3).median)
-                # the same number of calls for every model: unequal runs would time unequal overheads
-                calls = max(1, round(round_seconds / max(max(singles), 1e-9)))
-                times: dict[str, list[float]] = {role: [] for role in timed}
-                for n in range(rounds):
-                    for role in (list(timed) if n % 2 == 0 else list(reversed(timed))):
-                        # the fastest of a few short blocks: a block the OS interrupted does not count
-                        times[role].append(min(timers[role].timeit(calls).median for _ in range(3)))
-                for role, seconds in times.items():
-                    result[role][f"latency_b{batch_size}_ms"] = 1000.0 * statistics.median(seconds)
-                    result[role][f"latency_b{batch_size}_iqr_ms"] = 1000.0 * (_quantile(seconds, 0.75) - _quantile(seconds, 0.25))
-                    if role == reference:
-                        continue
-                    ratios = [t / s for t, s in zip(times[reference], seconds)]
-                    low, high = _quantile(ratios, 0.25), _quantile(ratios, 0.75)
-                    result[role].update({
-                        f"speedup_b{batch_size}_low": low,
-                        f"speedup_b{batch_size}_high": high,
-                        f"speedup_b{batch_size}_within_noise": low <= 1.0 <= high,
-                    })
+            yield timed
     finally:
         for role, m in timed.items():
             m.train(modes[role])
-    return result
+
+
+def _forward(model: nn.Module, x: Tensor | Mapping[str, Tensor]) -> Callable[[], Any]:
+    """One forward pass of ``model`` on ``x`` (a mapping is passed as keyword arguments)."""
+    return (lambda: model(**x)) if isinstance(x, Mapping) else (lambda: model(x))
+
+
+def _forward_timer(run: Callable[[], Any], threads: int) -> Any:
+    """A ``torch.utils.benchmark.Timer`` of ``run()`` on ``threads`` threads: what every latency here is timed with."""
+    return _benchmark_timer()("run()", globals={"run": run}, num_threads=threads)
 
 
 def _to_cpu(example_input: Tensor | Mapping[str, Tensor]) -> Tensor | dict[str, Tensor]:

@@ -36,13 +36,42 @@ class Recorder(nn.Module):
 def test_latency_is_positive_finite_and_times_the_requested_batch(given, batch_size):
     model = Recorder().train()
     result = measure_latency(model, torch.randn(given, 4), batch_size=batch_size, repeats=5, warmup=2)
-    assert len(model.shapes) == 7 and set(model.shapes) == {(batch_size, 4)}
+    # 2 warm-up calls, then 5 timed ones, each after the two untimed calls torch's Timer.timeit(1) makes first
+    assert len(model.shapes) == 2 + 5 * (2 + 1) and set(model.shapes) == {(batch_size, 4)}
     assert not any(model.modes) and not any(model.grad_enabled)  # eval mode, inference mode
     assert model.training  # restored
     assert 0 < result["min_ms"] <= result["median_ms"] <= result["max_ms"] and math.isfinite(result["max_ms"])
     assert result["throughput"] == pytest.approx(batch_size / (result["median_ms"] / 1000))
     assert result["threads"] == torch.get_num_threads() >= 1
     assert (result["batch_size"], result["repeats"], result["warmup"], result["device"]) == (batch_size, 5, 2, "cpu")
+
+
+def test_latency_is_timed_by_torch_utils_benchmark_timer(monkeypatch):
+    """The numbers are the Timer's: a Timer whose measurements are scripted gives exactly those back."""
+    import torch.utils.benchmark as benchmark
+    from torch.utils.benchmark.utils.common import Measurement
+
+    scripted, made = iter([0.004, 0.001, 0.003, 0.002, 0.005]), []
+
+    class ScriptedTimer(benchmark.Timer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(kwargs["num_threads"])
+
+        def timeit(self, number=1000000):
+            real = super().timeit(number)  # the model still runs
+            return Measurement(number_per_run=number, raw_times=[next(scripted) * number], task_spec=real.task_spec)
+
+    monkeypatch.setattr(benchmark, "Timer", ScriptedTimer)
+    result = measure_latency(nn.Linear(4, 3), torch.randn(2, 4), batch_size=2, repeats=5, warmup=1)
+    assert made == [torch.get_num_threads()]
+    assert (result["min_ms"], result["median_ms"], result["max_ms"]) == pytest.approx((1.0, 3.0, 5.0))
+    assert result["throughput"] == pytest.approx(2 / 0.003)
+
+
+def test_latency_of_a_known_cost_lies_between_its_min_and_max():
+    result = measure_latency(_Spins(0.002), torch.randn(1, 4), batch_size=1, repeats=5, warmup=1)
+    assert 2.0 <= result["min_ms"] <= result["median_ms"] <= result["max_ms"]  # 2 ms of CPU time at least
 
 
 def test_latency_rejects_bad_arguments():
