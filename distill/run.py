@@ -90,14 +90,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_buildable(cfg, student)  # optimizers, schedules, callbacks: built once now, not after the teacher trained
     check_batch_size(cfg, datamodule)
     check_feature_layers_first(cfg, datamodule, student, loss)  # layer names and shapes, before the teacher trains
-    check_sample_indices_first(cfg, datamodule, loss)  # the teacher-output cache's refusals, before the teacher trains
+    check_sample_indices_first(cfg, datamodule, loss)  # the refusals of the cache and of index-reading terms, before the teacher trains
     resume_path = resume_checkpoint(cfg, run_dir, student)
     resume_from = str(resume_path) if resume_path is not None else None
     # the run's one Trainer, built before the teacher: settings Lightning rejects fail here
     trainer = make_trainer(
         cfg, callbacks=make_callbacks(cfg), logger=make_logger(cfg, resume_from is not None), plugins=[AtomicCheckpointIO()]
     )
-    if any(term.needs_index for term in loss.values()) and not getattr(datamodule, "with_index", True):
+    if any(term.needs_index for term in loss.values()) and not datamodule.with_index:  # IndexableData, checked above
         log.info("A loss term reads sample indices: the data module adds them to each batch")
         datamodule.with_index = True
 

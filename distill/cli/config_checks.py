@@ -27,6 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
+from distill.data.base import DistillDataModule
 from distill.errors import DistillError, first_line
 from distill.losses.base import LossTerm
 from distill.report.speed import LATENCY_MODES
@@ -365,7 +366,7 @@ def _shown(value: Any, kind: Kind) -> str:
 
 def check_batch_size(cfg: DictConfig, datamodule: Any) -> None:
     """A batch larger than the training split is legal (one batch of all of it) but rarely meant: a warning."""
-    if not callable(getattr(datamodule, "load_splits", None)):
+    if not isinstance(datamodule, DistillDataModule):
         return  # not a distill data module: its loaders are its own
     datamodule.prepare_data()
     datamodule.setup()

@@ -21,7 +21,8 @@ from distill.lm.tokens import IGNORE_INDEX
 from distill.lm.vocabulary import VocabularySlice, output_rows
 from distill.losses.base import LossTerm
 from distill.losses.token_loss_term import TokenDivergenceTerm
-from distill.teachers.lm_manifest import examples_sha256, lm_cache_manifest
+from distill.data.lm_examples import examples_sha256
+from distill.teachers.lm_manifest import lm_cache_manifest
 from distill.teachers.lm_output_cache import TopKTeacherCache
 
 #: the storage dtype of the cached log-probabilities (2 bytes each; error <= 2**-11 of each value)

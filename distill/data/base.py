@@ -1,15 +1,16 @@
-"""The data-module contract the run relies on, and what every distill data module shares: loader options, batch forms, the teacher-output cache's hooks."""
+"""The base of every distill data module (it follows the contract of :mod:`distill.data.contract`): loader options, batch forms, the teacher-output cache's hooks."""
 
 from __future__ import annotations
 
 import abc
 
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
+from distill.data.contract import CacheableData, IndexableData, check_cacheable  # noqa: F401 (re-exported)
 from distill.data.in_memory import InMemoryLoader
 from distill.data.indexed import IndexedDataset
 from distill.errors import DistillError
@@ -40,40 +41,10 @@ def check_in_memory(value: Any) -> bool | str:
     return value
 
 
-@runtime_checkable
-class CacheableData(Protocol):
-    """What the run needs of a data module to cache the teacher's outputs on its training split."""
-
-    #: train batches get random transforms, so outputs computed once would go stale
-    random_augmentation: bool
-
-    def cache_dataloader(self) -> DataLoader:
-        """The training split in a fixed order, under the evaluation transform, with sample indices."""
-
-    def fingerprint(self) -> dict[str, Any]:
-        """A JSON-able description of what determines the training inputs (the cache's key)."""
-
-
-def check_cacheable(datamodule: Any) -> CacheableData:
-    """``datamodule`` as :class:`CacheableData`, or the one-line error that says why the teacher-output cache cannot serve it."""
-    if getattr(datamodule, "random_augmentation", False):
-        raise DistillError(
-            "teacher.cache=true needs the teacher to see the same training inputs every epoch, but the data "
-            "module applies random augmentation; set data.augment=false or teacher.cache=false"
-        )
-    if not isinstance(datamodule, CacheableData):
-        missing = next(m for m in ("cache_dataloader", "fingerprint") if not callable(getattr(datamodule, m, None)))
-        raise DistillError(
-            f"teacher.cache=true needs the data module to have {missing}() "
-            f"({type(datamodule).__name__} has not); set teacher.cache=false"
-        )
-    return datamodule
-
-
 class DistillDataModule(L.LightningDataModule, metaclass=abc.ABCMeta):
-    """The contract the run relies on: ``num_classes``, the loader options, and the teacher-output cache's hooks.
+    """The base the run relies on: ``num_classes``, the loader options, and the teacher-output cache's hooks.
 
-    ``num_classes``, ``with_index`` (settable: the run switches it on for terms
+    It follows every Protocol of :mod:`distill.data.contract`: ``num_classes``, ``with_index`` (settable: the run switches it on for terms
     that read sample indices), ``labels``, ``random_augmentation``,
     :meth:`fingerprint` and :meth:`cache_dataloader` (:class:`CacheableData`).
     Subclasses implement :meth:`load_splits`, :meth:`data_fingerprint` and

@@ -17,6 +17,8 @@ position t predict token t+1) is done by the losses and metrics, in one place
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -95,3 +97,12 @@ def _eos(tokenizer: Any) -> int:
     if tokenizer.eos_token_id is None:
         raise DistillError("the tokenizer has no end-of-text token; give one that has (eos_token)")
     return int(tokenizer.eos_token_id)
+
+
+def examples_sha256(examples: Iterable[tuple[Sequence[int], Sequence[int]]], block_size: int, pad_id: int) -> str:
+    """A hash of the training examples as the models see them: ``(input_ids, labels)`` pairs, block size, padding."""
+    digest = hashlib.sha256(f"{int(block_size)}|{int(pad_id)}|".encode())
+    for ids, labels in examples:
+        digest.update(json.dumps([list(map(int, ids)), list(map(int, labels))]).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()

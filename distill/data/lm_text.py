@@ -4,28 +4,27 @@ Batches are dicts of ``input_ids``, ``attention_mask`` and ``labels`` (``-100``
 where no loss is taken: prompts, user turns, padding), each ``B × block_size``;
 distill's batch splitting passes ``input_ids`` and ``attention_mask`` to the
 models and takes ``labels`` out. How each kind of file becomes examples, and
-how document boundaries are kept, is in :mod:`distill.data.lm_examples`.
+how document boundaries are kept, is in :mod:`distill.data.lm_examples`; how files become records
+(and records are held out) in :mod:`distill.data.lm_records`.
 """
 
 from __future__ import annotations
 
-import json
-import random
+import copy
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from distill.data import lm_examples
+from distill.data.base import SPLITS, DistillDataModule
 from distill.data.bpe_tokenizer import bpe_tokenizer
 from distill.data.lm_cross_tokenizer import CrossTokenExamples, cross_text_blocks
+from distill.data.lm_records import hold_out, read_records, record_text, records_kind
 from distill.data.pydoc_corpus import pydoc_topics, split_topics
 from distill.errors import DistillError
-
-SPLITS = ("train", "val", "test")
 
 
 class TokenExamples(Dataset):
@@ -53,8 +52,12 @@ class TokenExamples(Dataset):
         return item
 
 
-class LanguageModelDataModule(L.LightningDataModule):
+class LanguageModelDataModule(DistillDataModule):
     """Token blocks for next-token prediction.
+
+    A :class:`~distill.data.base.DistillDataModule` (the contract the run relies on): the base checks
+    the loader options and makes the loaders from :meth:`make_loader`; ``labels=False`` drops the
+    labels of every split here (a language model's evaluation needs none of the data's).
 
     Args:
         train_file: ``None``: the embedded corpus (CPython's ``pydoc_data.topics``, split by topic).
@@ -77,6 +80,7 @@ class LanguageModelDataModule(L.LightningDataModule):
         teacher_block_size: the teacher's tokens per example (default: ``block_size``).
     """
 
+    name = "lm_text"
     #: the run dispatches on this: batches of token sequences, models that predict the next token
     is_language_model = True
 
@@ -100,7 +104,7 @@ class LanguageModelDataModule(L.LightningDataModule):
         teacher_vocab_size: int | None = None,
         teacher_block_size: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, labels, with_index)
         if teacher_tokenizer and teacher_vocab_size:
             raise DistillError("give data.teacher_tokenizer=DIR or data.teacher_vocab_size=N, not both")
         self.teacher_tokenizer_path = teacher_tokenizer or None
@@ -110,9 +114,8 @@ class LanguageModelDataModule(L.LightningDataModule):
             raise DistillError(f"data.block_size={block_size}: a block needs at least 2 tokens")
         self.files = {"train": train_file, "val": val_file, "test": test_file}
         self.tokenizer_path, self.vocab_size, self.block_size = tokenizer, int(vocab_size), int(block_size)
-        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.fractions, self.split_seed = (float(val_fraction), float(test_fraction)), int(split_seed)
-        self.cache_dir, self.labels, self.with_index = cache_dir, bool(labels), bool(with_index)
+        self.cache_dir = cache_dir
         if val_file is None and test_file is not None or (train_file is None and (val_file or test_file)):
             raise DistillError("give val_file and test_file together with a train_file (or none of them)")
         for split, path in self.files.items():
@@ -126,8 +129,8 @@ class LanguageModelDataModule(L.LightningDataModule):
         if self.files["train"] is None:
             return split_topics(pydoc_topics(), *self.fractions, seed=self.split_seed)
         if self.files["val"] is not None:
-            return {split: _read(self.files[split]) if self.files[split] else [] for split in SPLITS}
-        return _hold_out(_read(self.files["train"]), *self.fractions, seed=self.split_seed)
+            return {split: read_records(self.files[split]) if self.files[split] else [] for split in SPLITS}
+        return hold_out(read_records(self.files["train"]), *self.fractions, seed=self.split_seed)
 
     @cached_property
     def tokenizer(self) -> Any:
@@ -135,7 +138,7 @@ class LanguageModelDataModule(L.LightningDataModule):
             from distill.models.causal_lm import load_tokenizer
 
             return load_tokenizer(self.tokenizer_path)
-        texts = [_record_text(r) for r in self.records["train"]]
+        texts = [record_text(r) for r in self.records["train"]]
         return bpe_tokenizer(texts, self.vocab_size, self.cache_dir)
 
     @property
@@ -151,7 +154,7 @@ class LanguageModelDataModule(L.LightningDataModule):
 
             return load_tokenizer(self.teacher_tokenizer_path)
         if self.teacher_vocab_size:
-            return bpe_tokenizer([_record_text(r) for r in self.records["train"]], self.teacher_vocab_size, self.cache_dir)
+            return bpe_tokenizer([record_text(r) for r in self.records["train"]], self.teacher_vocab_size, self.cache_dir)
         return self.tokenizer
 
     def teacher_data(self) -> LanguageModelDataModule:
@@ -175,14 +178,14 @@ class LanguageModelDataModule(L.LightningDataModule):
     @property
     def kind(self) -> str:
         """``text``, ``prompt_completion`` or ``chat``: what the training records hold."""
-        return _kind(self.records["train"])
+        return records_kind(self.records["train"])
 
     def examples(self, split: str) -> list[lm_examples.Example]:
         records = self.records[split]
         builders = {"text": lm_examples.text_blocks, "prompt_completion": lm_examples.prompt_completion,
                     "chat": lm_examples.chat}
-        kind = _kind(records) if records else "text"
-        texts = [_record_text(r) for r in records] if kind == "text" else records
+        kind = records_kind(records) if records else "text"
+        texts = [record_text(r) for r in records] if kind == "text" else records
         return builders[kind](texts, self.tokenizer, self.block_size)
 
     @cached_property
@@ -200,13 +203,13 @@ class LanguageModelDataModule(L.LightningDataModule):
         return made
 
     def _cross_examples(self, split: str, pad: int) -> CrossTokenExamples:
-        kind = _kind(self.records[split]) if self.records[split] else "text"
+        kind = records_kind(self.records[split]) if self.records[split] else "text"
         if kind != "text":
             raise DistillError(
                 f"a teacher with another tokenizer works on plain-text data only for now, but the records are {kind}; "
                 "give text documents, or the teacher's own tokenizer (drop data.teacher_tokenizer/teacher_vocab_size)"
             )
-        texts = [_record_text(r) for r in self.records[split]]
+        texts = [record_text(r) for r in self.records[split]]
         examples = cross_text_blocks(texts, self.tokenizer, self.teacher_tokenizer, self.block_size, self.teacher_block_size)
         if not examples:
             raise DistillError(f"the {split} split of the language-model data is empty; give more text or {split}_file")
@@ -219,76 +222,31 @@ class LanguageModelDataModule(L.LightningDataModule):
         """How many tokens of ``split`` carry loss (the first of each block predicts nothing and is not counted)."""
         return sum(sum(1 for label in labels[1:] if label != lm_examples.IGNORE_INDEX) for _, labels in self.examples(split))
 
-    # -- loaders -------------------------------------------------------------------------
+    # -- the base's hooks: splits, loaders, fingerprint -----------------------------------
+    def load_splits(self) -> dict[str, Dataset]:
+        return dict(self.datasets)
+
     def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        # labels and with_index may change after construction (the run, the teacher cache): the data sets follow
         for dataset in self.datasets.values():
             dataset.labels, dataset.with_index = self.labels, self.with_index
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def make_loader(self, split: str, shuffle: bool, with_index: bool, for_cache: bool = False) -> DataLoader:
         self.setup()
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        dataset = self.datasets[split]
+        if dataset.with_index != with_index:  # a view of the same examples (the cache's loader), the split untouched
+            dataset = copy.copy(dataset)
+            dataset.with_index = with_index
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          persistent_workers=not for_cache and self.num_workers > 0)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-
-def _read(path: str) -> list[Any]:
-    file = Path(str(path)).expanduser()
-    if file.is_dir():
-        texts = [p.read_text(encoding="utf-8") for p in sorted(file.glob("*.txt"))]
-        if not texts:
-            raise DistillError(f"{file} holds no .txt files")
-        return texts
-    if file.suffix == ".jsonl":
-        records = []
-        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise DistillError(f"{file} line {number} is not JSON: {error.msg}") from None
-        return records
-    return [file.read_text(encoding="utf-8")]
-
-
-def _hold_out(records: list[Any], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[Any]]:
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
-    n_val = max(1, round(len(order) * val_fraction)) if val_fraction else 0
-    n_test = max(1, round(len(order) * test_fraction)) if test_fraction else 0
-    if len(order) <= n_val + n_test:
-        raise DistillError(
-            f"{len(records)} document(s) cannot be split into train/val/test; give val_file and test_file, "
-            "or more documents (a directory of .txt files or a .jsonl file)"
-        )
-    groups = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
-    return {split: [records[i] for i in sorted(group)] for split, group in groups.items()}
-
-
-def _kind(records: list[Any]) -> str:
-    first = records[0] if records else ""
-    if isinstance(first, str) or (isinstance(first, dict) and "text" in first):
-        return "text"
-    if isinstance(first, dict) and "messages" in first:
-        return "chat"
-    if isinstance(first, dict) and "prompt" in first:
-        return "prompt_completion"
-    keys = sorted(first) if isinstance(first, dict) else type(first).__name__
-    raise DistillError(f"cannot tell what the records hold ({keys}); give 'text', 'prompt'+'completion' or 'messages'")
-
-
-def _record_text(record: Any) -> str:
-    if isinstance(record, str):
-        return record
-    if "text" in record:
-        return str(record["text"])
-    if "messages" in record:
-        return "\n".join(str(m.get("content", "")) for m in record["messages"])
-    return f"{record.get('prompt', '')}{record.get('completion', '')}"
+    def data_fingerprint(self) -> dict[str, Any]:
+        """The training examples as the student sees them (a hash of their tokens and loss masks) and where the
+        teacher's tokens come from when it reads its own tokenization."""
+        train = self.datasets["train"]
+        return {
+            "examples_sha256": lm_examples.examples_sha256(train.examples, self.block_size, train.pad_id),
+            "teacher_tokenizer": self.teacher_tokenizer_path or self.teacher_vocab_size,
+            "teacher_block_size": self.teacher_block_size if self.cross_tokenizer else None,
+        }

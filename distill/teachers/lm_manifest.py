@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from distill.data.lm_examples import examples_sha256  # noqa: F401 (the data sha256 of a manifest)
 from distill.errors import DistillError
 from distill.models.fingerprint import weights_sha256
 
@@ -46,15 +47,6 @@ def chat_template_sha256(tokenizer: Any) -> str | None:
     """A hash of the tokenizer's chat template, ``None`` when it has none."""
     template = getattr(tokenizer, "chat_template", None)
     return None if template is None else hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
-
-
-def examples_sha256(examples: Iterable[tuple[Sequence[int], Sequence[int]]], block_size: int, pad_id: int) -> str:
-    """A hash of the training examples as the models see them: ``(input_ids, labels)`` pairs, block size, padding."""
-    digest = hashlib.sha256(f"{int(block_size)}|{int(pad_id)}|".encode())
-    for ids, labels in examples:
-        digest.update(json.dumps([list(map(int, ids)), list(map(int, labels))]).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
 
 
 def lm_cache_manifest(
