@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from distill.cli.lm_models import lm_model_name, prepare_lm_model, student_base_again
+from distill.cli.saved_export import output_path
 from distill.cli.saved_run import find_run_config, load_run_config
 from distill.cli.teachers import is_student_base
 from distill.errors import DistillError
@@ -98,5 +99,5 @@ def export_saved_language_model(cfg: DictConfig, saved: Any, requested: str | No
     model_cfg = saved.run_cfg[saved.role] if saved.run_cfg is not None else {}
     tokenizer = load_tokenizer(str(model_cfg["path"])) if model_cfg.get("path") else saved.datamodule.tokenizer
     example = example_input(evaluation_loader(saved.datamodule))
-    out = Path(str(cfg.out)).expanduser() if cfg.get("out") else default_out
+    out = output_path(cfg, default_out)
     return export_language_model(saved.model, tokenizer, out, example or {}, tolerance=cfg.get("tolerance"), meta=meta)
