@@ -46,6 +46,7 @@ from distill.cli.teachers import (
     teacher_outputs_from_config,
 )
 from distill.cli.training import check_labels_for, finish_loggers, loss_terms, make_callbacks, make_logger, make_trainer
+from distill.data.contract import IndexableData
 from distill.errors import DistillError
 from distill.io import atomic_torch_save
 from distill.models import check_model_name, weights_sha256
@@ -90,14 +91,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_buildable(cfg, student)  # optimizers, schedules, callbacks: built once now, not after the teacher trained
     check_batch_size(cfg, datamodule)
     check_feature_layers_first(cfg, datamodule, student, loss)  # layer names and shapes, before the teacher trains
-    check_sample_indices_first(cfg, datamodule, loss)  # the refusals of the cache and of index-reading terms, before the teacher trains
+    check_sample_indices_first(cfg, datamodule, loss)  # the teacher-output cache's refusals, before the teacher trains
     resume_path = resume_checkpoint(cfg, run_dir, student)
     resume_from = str(resume_path) if resume_path is not None else None
     # the run's one Trainer, built before the teacher: settings Lightning rejects fail here
     trainer = make_trainer(
         cfg, callbacks=make_callbacks(cfg), logger=make_logger(cfg, resume_from is not None), plugins=[AtomicCheckpointIO()]
     )
-    if any(term.needs_index for term in loss.values()) and not datamodule.with_index:  # IndexableData, checked above
+    # a data module without with_index (not IndexableData) yields (x, y, index) itself, as CRD's docs say
+    reads_index = any(term.needs_index for term in loss.values())
+    if reads_index and isinstance(datamodule, IndexableData) and not datamodule.with_index:
         log.info("A loss term reads sample indices: the data module adds them to each batch")
         datamodule.with_index = True
 

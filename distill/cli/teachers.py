@@ -14,7 +14,7 @@ from torch import nn
 
 from distill.cli.training import supervised_training
 from distill.data.base import DistillDataModule
-from distill.data.contract import check_cacheable, check_indexable
+from distill.data.contract import check_cacheable
 from distill.errors import DistillError
 from distill.losses.base import LossTerm
 from distill.models import ModelSpec, check_model_name, weights_sha256
@@ -226,8 +226,7 @@ def baseline_from_config(cfg: DictConfig, datamodule: Any, run_dir: Path) -> Pre
 
 def check_sample_indices_first(cfg: DictConfig, datamodule: Any, loss: dict[str, LossTerm]) -> None:
     """``teacher.cache=true`` and index-reading terms refused with their one line before the teacher trains:
-    with a batch augmentation (``augment=``), with the data set's own random augmentation, with an unlabelled pool,
-    on a data module that cannot add sample indices (no ``with_index``: :class:`~distill.data.contract.IndexableData`)."""
+    with a batch augmentation (``augment=``), with the data set's own random augmentation, with an unlabelled pool."""
     from distill.data.unlabeled import POOL_WITH_INDEX
     from distill.augment.batch_views import CACHE_WITH_BATCH_AUGMENT
 
@@ -236,10 +235,8 @@ def check_sample_indices_first(cfg: DictConfig, datamodule: Any, loss: dict[str,
         raise DistillError(CACHE_WITH_BATCH_AUGMENT)
     if cache:
         check_cacheable(datamodule)
-    readers = [f"loss.{name}" for name, term in loss.items() if term.needs_index]
-    if readers:
-        check_indexable(datamodule, readers[0])
-    if (cache or readers) and isinstance(datamodule, DistillDataModule) and datamodule.unlabeled is not None:
+    reads_index = cache or any(term.needs_index for term in loss.values())
+    if reads_index and isinstance(datamodule, DistillDataModule) and datamodule.unlabeled is not None:
         raise DistillError(POOL_WITH_INDEX)
 
 

@@ -1,7 +1,7 @@
 """The data-module contract the run relies on, as ``typing.Protocol`` classes the run checks with ``isinstance``.
 
 A plain ``LightningDataModule`` with ``num_classes`` trains; what more the run reads of a data module, and
-when, is named here, so that a module without it gets one line saying what to add instead of a guess.
+when, is named here, so that a module without it is either served as it is or gets one line saying what to add.
 :class:`~distill.data.base.DistillDataModule` (every built-in data module) follows all of it.
 """
 
@@ -18,7 +18,11 @@ BASE = "distill.data.base.DistillDataModule"
 
 @runtime_checkable
 class IndexableData(Protocol):
-    """A data module whose batches can carry each sample's index (for loss terms that read it, and the cache)."""
+    """A data module whose batches can carry each sample's index (for loss terms that read it, and the cache).
+
+    The run switches ``with_index`` on when a loss term reads indices. A data module without it is taken to
+    yield ``(x, y, index)`` batches itself; if it does not, the term that reads them says so at its first step.
+    """
 
     #: also yield each sample's index within its split (the run sets it to true when a term reads indices)
     with_index: bool
@@ -59,17 +63,5 @@ def check_cacheable(datamodule: Any) -> CacheableData:
         raise DistillError(
             f"teacher.cache=true needs the data module to have {missing} "
             f"({type(datamodule).__name__} has not); set teacher.cache=false or derive it from {BASE}"
-        )
-    return datamodule
-
-
-def check_indexable(datamodule: Any, reader: str) -> IndexableData:
-    """``datamodule`` as :class:`IndexableData`, or the one-line error saying what ``reader`` (who reads the
-    sample indices: a loss term, the teacher-output cache) needs the data module to add."""
-    if not isinstance(datamodule, IndexableData):
-        raise DistillError(
-            f"{reader} reads each sample's index, but the data module {type(datamodule).__name__} has no with_index: "
-            f"add a with_index attribute (the run sets it to true) and yield the index in each batch "
-            f"(distill.data.indexed.batch_item), or derive it from {BASE}"
         )
     return datamodule

@@ -8,7 +8,7 @@ import pytest
 
 from distill.data import DigitsDataModule, LanguageModelDataModule, TextClassificationDataModule
 from distill.data.base import CacheableData, DistillDataModule
-from distill.data.contract import DeclaresAugmentation, IndexableData, check_indexable
+from distill.data.contract import DeclaresAugmentation, IndexableData
 from distill.data.lm_examples import examples_sha256
 from distill.errors import DistillError
 
@@ -75,20 +75,12 @@ def test_a_plain_lightning_data_module_is_not_cacheable_nor_indexable():
     assert not isinstance(Plain(), DeclaresAugmentation)
 
 
-def test_a_module_without_with_index_is_told_what_to_add_in_one_line():
-    class Plain(L.LightningDataModule):
+def test_a_module_with_with_index_is_indexable():
+    class Indexed(L.LightningDataModule):
         num_classes = 3
-
-    with pytest.raises(DistillError, match=r"^loss.crd reads each sample's index, but the data module Plain has no "
-                                           r"with_index: add a with_index attribute") as caught:
-        check_indexable(Plain(), "loss.crd")
-    assert "\n" not in str(caught.value) and "DistillDataModule" in str(caught.value)
-
-    class Indexed(Plain):
         with_index = False
 
-    data = Indexed()
-    assert check_indexable(data, "loss.crd") is data
+    assert isinstance(Indexed(), IndexableData) and not isinstance(Indexed(), CacheableData)
 
 
 @pytest.mark.parametrize(
