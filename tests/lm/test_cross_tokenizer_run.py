@@ -15,11 +15,17 @@ from .test_lm_run import TINY_LM
 pytestmark = pytest.mark.slow  # a subprocess that trains a teacher first: ~a minute under load on 2 cores
 
 
-def test_a_teacher_with_a_larger_bpe_is_trained_then_distilled_with_uld(tmp_path):
+def _documents(tmp_path):
+    """A folder of plain-text documents the two BPE tokenizers are trained on."""
     docs = tmp_path / "docs"
     docs.mkdir()
     for i, text in enumerate(TEXTS * 2):
         (docs / f"{i}.txt").write_text(f"{text} {text}")
+    return docs
+
+
+def test_a_teacher_with_a_larger_bpe_is_trained_then_distilled_with_uld(tmp_path):
+    docs = _documents(tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "distill.run", *TINY_LM, "loss=lm_uld", f"data.train_file={docs}", "data.vocab_size=300",
          "data.teacher_vocab_size=330", "data.val_fraction=0.2", "data.test_fraction=0.2", "data.batch_size=4",
@@ -66,10 +72,7 @@ def test_a_teacher_with_a_larger_bpe_is_trained_then_distilled_with_uld(tmp_path
 
 
 def test_the_top_k_teacher_cache_across_tokenizers_is_refused_in_one_line_before_any_training(tmp_path):
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for i, text in enumerate(TEXTS * 2):
-        (docs / f"{i}.txt").write_text(f"{text} {text}")
+    docs = _documents(tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "distill.run", *TINY_LM, "loss=lm_uld", f"data.train_file={docs}", "data.vocab_size=300",
          "data.teacher_vocab_size=330", "teacher.cache=true", f"cache_dir={tmp_path / 'cache'}",
