@@ -128,3 +128,10 @@ def test_a_long_module_says_why_at_its_top():
         if text.count("\n") > LONG_MODULE and f"Over {LONG_MODULE} lines for a reason" not in docstring:
             unexplained.append(f"{path.relative_to(package)} ({text.count(chr(10))} lines)")
     assert not unexplained, f"over {LONG_MODULE} lines without a reason at the top: " + ", ".join(unexplained)
+
+
+def test_tests_mirror_every_package_of_distill():
+    tests = Path(__file__).resolve().parent
+    packages = {p.parent.relative_to(PACKAGE) for p in PACKAGE.rglob("__init__.py")} - {Path(".")}
+    missing = sorted(str(p) for p in packages if not any((tests / p).glob("test_*.py")))
+    assert not missing, f"packages of distill/ without tests in the same place under tests/: {missing}"
