@@ -47,9 +47,9 @@ def test_a_default_run_is_quiet_and_says_each_phase(tiny_run_files):
 
 @pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_an_error_during_training_is_the_last_line_and_alone(tiny_run_files, tiny_overrides, tmp_path):
-    # the cached teacher is reused; the student's learning rate makes its loss non-finite inside Trainer.fit
+    # the cached teacher is reused; the student's learning rate (kept by +force=true) makes its loss non-finite inside Trainer.fit
     made = subprocess.run(
-        [sys.executable, "-m", "distill.run", *tiny_overrides, "optimizer.lr=1e30", f"hydra.run.dir={tmp_path / 'run'}"],
+        [sys.executable, "-m", "distill.run", *tiny_overrides, "optimizer.lr=1e30", "+force=true", f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=tmp_path, env={**os.environ, "DISTILL_CACHE_DIR": str(tiny_run_files.cache)},
         capture_output=True, text=True, timeout=600, check=False,
     )
