@@ -30,8 +30,7 @@ from step_time_contenders import (
     run_contender,
 )
 
-# lr=0: no step changes the weights, so the tiny random pair cannot diverge (CI saw bf16-mixed reach a
-# non-finite KD at step 2 on a CPU whose bf16 kernels round differently); these tests check the
+# lr=0: no step changes the weights, so the tiny random pair cannot diverge; these tests check the
 # bookkeeping of each contender, not its training
 TINY = Settings(
     teacher="resnet18", student="resnet18", image_size=8, batch_size=4, warmup=1, steps=2, threads=1, lr=0.0
