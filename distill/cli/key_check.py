@@ -110,10 +110,15 @@ def check_override_keys(argv: Sequence[str], config_dir: Path, config_name: str 
     replaced = {a.lstrip("~+").partition("=")[0].removesuffix("._target_") for a in argv
                 if a.startswith("~") or a.partition("=")[0].endswith("._target_")}
     interpolated = _interpolated_names([*argv, OmegaConf.to_yaml(cfg)])
+    added: set[str] = set()  # keys a `+key=` earlier on the line adds: a later `key=` sets what is there then
     for override in overrides:
         key = override.partition("=")[0].lstrip("+")
+        if key in added:
+            continue
         if not is_group(override) and not any(key == r or key.startswith(f"{r}.") for r in replaced):
             check_key(cfg, override, interpolated)
+        if override.startswith("+"):
+            added.add(key)
 
 
 def _interpolated_names(texts: Sequence[str]) -> set[str]:

@@ -106,3 +106,10 @@ def test_a_new_top_level_key_is_meant_when_distill_or_an_interpolation_reads_it(
     check_override_keys(["+tag=a", "hydra.job.name=${tag}_${seed}"], CONF)
     with pytest.raises(DistillError, match="unknown top-level key 'tag'"):
         check_override_keys(["+tag=a"], CONF)
+
+
+def test_a_key_added_earlier_on_the_line_can_be_set_later():
+    # Hydra applies overrides in order: +a=1 adds the key, a later a=2 sets it (a shell alias plus a user's value)
+    check_override_keys(["+trainer.limit_train_batches=2", "trainer.limit_train_batches=5"], CONF)
+    with pytest.raises(DistillError, match="add it with \\+trainer.limit_train_batches=5"):
+        check_override_keys(["trainer.limit_train_batches=5", "+trainer.limit_train_batches=2"], CONF)
