@@ -145,7 +145,7 @@ def test_summary_and_ratios_against_hand_computed_values():
 @pytest.mark.slow  # a real command line (over 3 s on 2 cores)
 def test_contender_runs_the_timed_steps(name, tmp_path):
     # bf16-mixed on the small pair (no BatchNorm): the random resnet18 pair on 8x8 inputs reached a non-finite
-    # KD at its third step under bf16 in two full `pytest -m slow` runs (CI's, and a fresh clone here), even at
+    # KD at an early step under bf16 in two full `pytest -m slow` runs (CI's, and a fresh clone here), even at
     # lr=0, and never when the test ran alone or with its directory; the cause was not found
     settings = TINY_SMALL_PAIR if name == "distill_bf16" else TINY
     prepare_cache(settings, str(tmp_path))
