@@ -18,7 +18,11 @@ the end holds every number.
 ``--on-policy`` compares two ``DistillationModule`` steps with the same JSD(0.5)
 loss instead: teacher-forced on the batch, and on-policy (GKD) with probability
 ``--lmbda`` per sample of the student generating ``--new-tokens`` tokens (sampled)
-after the batch's prompt (its first quarter) before both models score it. The
+after the batch's prompt (its first quarter) before both models score it. Like
+for like: in this mode the batch's labels carry loss on the ``--new-tokens``
+tokens after the prompt only, so that both contenders score rows of the same
+length with the same number of loss tokens (an on-policy row is its prompt, the
+generated tokens and padding); each prints its loss tokens per step. The
 difference is the cost of generation.
 """
 
@@ -33,6 +37,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+
+from distill.lm.on_policy import OnPolicy
 
 KD_WEIGHT, CE_WEIGHT, TEMPERATURE = 0.9, 0.1, 2.0
 
@@ -66,11 +72,15 @@ def gpt2(settings: Settings, layers: int) -> torch.nn.Module:
     return GPT2LMHeadModel(config)
 
 
-def make_batch(settings: Settings, device: str) -> dict[str, torch.Tensor]:
+def make_batch(settings: Settings, device: str, completion: int | None = None) -> dict[str, torch.Tensor]:
+    """Random tokens; the first quarter is a prompt without loss; ``completion``: only that many tokens after it carry loss."""
     generator = torch.Generator().manual_seed(settings.seed)
     ids = torch.randint(0, settings.vocab, (settings.batch, settings.block), generator=generator)
     labels = ids.clone()
-    labels[:, : settings.block // 4] = -100  # a prompt without loss
+    prompt = settings.block // 4
+    labels[:, :prompt] = -100  # a prompt without loss
+    if completion is not None:
+        labels[:, prompt + completion:] = -100
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "labels": labels.to(device)}
 
 
@@ -96,15 +106,17 @@ class Contender:
         from distill.losses import TokenCrossEntropy, TokenJSD, TokenKL
 
         self.name, self.student, self.teacher = name, student, teacher
+        self.on_policy: CountingOnPolicy | None = None
         if name in ("teacher-forced", "on-policy"):
             from distill.lm.generation import GenerationSettings
-            from distill.lm.on_policy import OnPolicy
 
             generation = GenerationSettings(max_new_tokens=settings.new_tokens, do_sample=True)
-            on_policy = OnPolicy(settings.lmbda, generation, seed=settings.seed, eos_token_id=None, pad_token_id=0)
+            if name == "on-policy":
+                self.on_policy = CountingOnPolicy(settings.lmbda, generation, seed=settings.seed, eos_token_id=None,
+                                                  pad_token_id=0)
             self.module = DistillationModule(
                 student, teacher, {"jsd": TokenJSD(beta=0.5, temperature=TEMPERATURE, chunk_size=settings.chunk_size)},
-                on_policy=on_policy if name == "on-policy" else None)
+                on_policy=self.on_policy)
             params = [p for p in self.module.parameters() if p.requires_grad]
         elif name == "distill":
             self.module = DistillationModule(student, teacher, {
@@ -120,6 +132,7 @@ class Contender:
         self.peaks: list[int] = []
         self.first_loss: float | None = None
         self.steps = 0
+        self.loss_tokens: list[int] = []
 
     def step(self, batch: dict[str, torch.Tensor], timed: bool) -> None:
         cuda = batch["input_ids"].is_cuda
@@ -136,10 +149,22 @@ class Contender:
             torch.cuda.synchronize()
         if self.first_loss is None:
             self.first_loss = float(loss.detach())
+        scored = self.on_policy.scored if self.on_policy is not None else batch
+        self.loss_tokens.append(int((scored["labels"][:, 1:] != -100).sum()))
         if timed:
             self.times.append(time.perf_counter() - start)
             if cuda:
                 self.peaks.append(torch.cuda.max_memory_allocated())
+
+
+class CountingOnPolicy(OnPolicy):
+    """OnPolicy that keeps the batch it hands the models (to count its loss tokens)."""
+
+    scored: dict | None = None
+
+    def __call__(self, batch, student, step, rank=0):
+        self.scored = super().__call__(batch, student, step, rank)
+        return self.scored
 
 
 def run(settings: Settings, names: tuple[str, str] = ("distill", "hand")) -> dict:
@@ -155,7 +180,8 @@ def run(settings: Settings, names: tuple[str, str] = ("distill", "hand")) -> dic
     student.to(device).train()
     contenders = [Contender(names[0], student, teacher, settings),
                   Contender(names[1], copy.deepcopy(student), copy.deepcopy(teacher), settings)]
-    batch = make_batch(settings, device)
+    on_policy_mode = "on-policy" in names
+    batch = make_batch(settings, device, completion=settings.new_tokens if on_policy_mode else None)
     for i in range(settings.warmup + settings.steps):
         for contender in contenders:
             contender.step(batch, timed=i >= settings.warmup)
@@ -163,6 +189,7 @@ def run(settings: Settings, names: tuple[str, str] = ("distill", "hand")) -> dic
     for c in contenders:
         rows[c.name] = {"median_step_s": statistics.median(c.times), "min_step_s": min(c.times),
                         "max_step_s": max(c.times), "first_loss": c.first_loss,
+                        "loss_tokens_per_step": statistics.median(c.loss_tokens),
                         "peak_memory_mb": max(c.peaks) / 2**20 if c.peaks else None}
     result = {"settings": asdict(settings), "device": device, "threads": torch.get_num_threads(), "contenders": rows,
               "time_ratio": rows[names[0]]["median_step_s"] / rows[names[1]]["median_step_s"]}
@@ -189,7 +216,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name, row in result["contenders"].items():
         memory = f", peak {row['peak_memory_mb']:.0f} MiB" if row["peak_memory_mb"] else ""
         print(f"{name:14s} median {1000 * row['median_step_s']:.1f} ms/step "
-              f"(min {1000 * row['min_step_s']:.1f}, max {1000 * row['max_step_s']:.1f}){memory}, first loss {row['first_loss']:.6f}")
+              f"(min {1000 * row['min_step_s']:.1f}, max {1000 * row['max_step_s']:.1f}){memory}, first loss {row['first_loss']:.6f}, "
+              f"{row['loss_tokens_per_step']:g} loss tokens a step")
     print(f"{names[0]} / {names[1]}: time {result['time_ratio']:.2f}x" +
           (f", peak memory {result['memory_ratio']:.2f}x" if "memory_ratio" in result else " (memory measured on a GPU only)"))
     print(json.dumps(result))

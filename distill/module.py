@@ -36,7 +36,7 @@ from distill.rng import rng_states, set_rng_states
 from distill.teachers.ensemble import TeacherEnsemble
 from distill.teachers.live_teacher import LiveTeacher, TeacherOnBatch
 from distill.teachers.output_cache import TeacherOutputCache
-from distill.teachers.sharded import shard_for_forward
+from distill.teachers.sharded import dtypes_of, is_deepspeed_engine, shard_for_forward, teacher_weights_sha256
 
 ignore_lightning_noise()  # the Python API is as quiet as the commands (distill.lightning_warnings)
 
@@ -114,6 +114,10 @@ class DistillationModule(L.LightningModule):
         # reach the optimizer, the checkpoint or DDP's gradient sync.
         self.__dict__["teacher"] = _freeze(teacher)
         self.teacher_sha256 = weights_sha256(teacher)
+        #: the hash of the teacher as training runs it: the same, unless the Trainer's precision cast it (bf16-true,
+        #: DeepSpeed's half precision); on_train_start takes it, on_fit_end checks the teacher against it
+        self.teacher_sha256_as_run = self.teacher_sha256
+        self._teacher_dtypes = dtypes_of(teacher)
         self.teacher_source = teacher_source
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
@@ -155,7 +159,8 @@ class DistillationModule(L.LightningModule):
     # -- the teacher follows the module across devices and dtypes ------------
     def _apply(self, fn: Callable, *args: Any, **kwargs: Any) -> DistillationModule:
         super()._apply(fn, *args, **kwargs)
-        self.teacher._apply(fn, *args, **kwargs)
+        if not is_deepspeed_engine(self.teacher):  # a DeepSpeed engine placed and cast the teacher it partitions
+            self.teacher._apply(fn, *args, **kwargs)
         return self
 
     def train(self, mode: bool = True) -> DistillationModule:
@@ -397,13 +402,16 @@ class DistillationModule(L.LightningModule):
     # -- teacher integrity -------------------------------------------------------
     def on_train_start(self) -> None:
         self.teacher.eval()
+        # the strategy and the precision have placed (and perhaps cast or partitioned) the teacher by now
+        if is_deepspeed_engine(self.teacher) or dtypes_of(self.teacher) != self._teacher_dtypes:
+            self.teacher_sha256_as_run = teacher_weights_sha256(self.teacher)
 
     def on_train_epoch_start(self) -> None:
         for term in self.loss_terms.values():
             term.on_epoch_start(self.current_epoch)
 
     def on_fit_end(self) -> None:
-        if weights_sha256(self.teacher) != self.teacher_sha256:
+        if teacher_weights_sha256(self.teacher) != self.teacher_sha256_as_run:
             raise RuntimeError(
                 "the teacher's weights changed during training; this is a bug in a loss term "
                 "or callback that writes to the teacher"

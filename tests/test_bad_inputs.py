@@ -102,6 +102,8 @@ CASES = {
     "label smoothing": (["+loss.ce.label_smoothing=1.5"], "label_smoothing must be in [0, 1), got 1.5"),
     "no GPU here": (["trainer.accelerator=gpu"], "the trainer settings do not work here"),
     "zero devices": (["trainer.devices=0"], "the trainer settings do not work here"),
+    "deepspeed on cpu": (["trainer=deepspeed", "trainer.accelerator=cpu", "trainer.precision=32"],
+                         "the DeepSpeed strategy runs on CUDA GPUs only (Lightning's rule), and this run's accelerator is cpu"),
     "wrong channel count": (["data.channels=1", "teacher.checkpoint={files}/good.pt"], "cannot run on a batch of shape (64, 1, 8, 8)"),
     "unwritable cache": (["cache_dir=/proc/distill-cache"], "cannot create the cache directory /proc/distill-cache/teachers"),
     "nothing to resume": (["resume=true"], "resume=true but"),

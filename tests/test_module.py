@@ -519,3 +519,41 @@ def test_non_finite_loss_under_a_trainer_with_a_deferred_check(make_cnn, fast_tr
     # recorded on step 1, read back at the next logging step (step 3 with log_every_n_steps=4)
     with pytest.raises(DistillError, match=r"kd, ce became non-finite at step 1 \(epoch 0\)"):
         fit(module, fast_trainer(log_every_n_steps=4), loader)
+
+
+def teacher_writer():
+    """A callback with a bug: it adds to one of the teacher's weights during training."""
+    import lightning as L
+
+    class WritesTheTeacher(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            with torch.no_grad():
+                next(pl_module.teacher.parameters()).add_(1.0)
+
+    return WritesTheTeacher()
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-true"])
+def test_a_teacher_written_during_training_fails_the_fit(make_cnn, fast_trainer, data, precision):
+    module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD()})
+    trainer = fast_trainer(max_steps=1, precision=precision, callbacks=[teacher_writer()])
+    with pytest.raises(RuntimeError, match="the teacher's weights changed during training"):
+        trainer.fit(module, train_dataloaders=DataLoader(TensorDataset(*data), batch_size=8))
+
+
+def test_under_bf16_true_the_cast_teacher_is_checked_as_it_ran(make_cnn, fast_trainer, data):
+    """precision=bf16-true casts the whole module, the teacher too: the hash taken at the start of training is the
+    bfloat16 teacher's, and the fit ends without a false 'weights changed' (it raised one before)."""
+    from distill.models import weights_sha256
+
+    teacher = make_cnn()
+    given = weights_sha256(teacher)
+    module = DistillationModule(make_cnn(), teacher, {"kd": KD()})
+    fast_trainer(max_steps=2, precision="bf16-true").fit(module, DataLoader(TensorDataset(*data), batch_size=8))
+    assert {p.dtype for p in module.teacher.parameters()} == {torch.bfloat16}
+    assert module.teacher_sha256 == given  # the teacher as it was handed over
+    assert module.teacher_sha256_as_run == weights_sha256(module.teacher) != given  # as it ran: the bfloat16 cast
+    # in full precision nothing is cast: the hash as run is the hash as given, not taken a second time
+    module = DistillationModule(make_cnn(), make_cnn(), {"kd": KD()})
+    fast_trainer(max_steps=1).fit(module, DataLoader(TensorDataset(*data), batch_size=8))
+    assert module.teacher_sha256_as_run == module.teacher_sha256

@@ -56,14 +56,31 @@ def make_trainer(cfg: DictConfig, **options: Any) -> L.Trainer:
     verbose = console.is_verbose(cfg, HydraConfig.get().verbose if HydraConfig.initialized() else False)
     options = console.trainer_options(cfg.trainer, options, verbose)
     try:
-        return instantiate(cfg.trainer, **options)
+        trainer = instantiate(cfg.trainer, **options)
     except InstantiationException as error:
+        if "DeepSpeed installed" in str(error.__cause__):  # Lightning's DeepSpeedStrategy without the package
+            raise DistillError(f"the DeepSpeed strategy needs the deepspeed package; {install_command('deepspeed')}") from None
         if isinstance(error.__cause__, (MisconfigurationException, ValueError, TypeError)):
             raise DistillError(
                 f"the trainer settings do not work here: {first_line(error.__cause__)}; "
                 "check trainer.accelerator, trainer.devices and trainer.precision"
             ) from None
         raise
+    _check_strategy(trainer)
+    return trainer
+
+
+def _check_strategy(trainer: L.Trainer) -> None:
+    """Lightning refuses DeepSpeed off CUDA only once ``fit`` has started (a traceback): say it now, in one line."""
+    from lightning.pytorch.accelerators import CUDAAccelerator
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    if isinstance(trainer.strategy, DeepSpeedStrategy) and not isinstance(trainer.accelerator, CUDAAccelerator):
+        raise DistillError(
+            f"the DeepSpeed strategy runs on CUDA GPUs only (Lightning's rule), and this run's accelerator is "
+            f"{type(trainer.accelerator).__name__.removesuffix('Accelerator').lower()}; on CPU use trainer=ddp "
+            "trainer.accelerator=cpu"
+        )
 
 
 def make_callbacks(cfg: DictConfig) -> list[Any]:

@@ -38,3 +38,10 @@ def test_on_policy_comparison_runs_in_process_and_lambda_zero_is_the_teacher_for
     assert on_policy["first_loss"] == forced["first_loss"]  # λ = 0: exactly the teacher-forced step
     assert "on-policy / teacher-forced: time" in capsys.readouterr().out
     assert data["settings"]["lmbda"] == 0.0
+    # like for like: both score the prompt's next new_tokens tokens only (2 rows x 4 tokens in the quick setting)
+    assert on_policy["loss_tokens_per_step"] == forced["loss_tokens_per_step"] == 2 * 4
+    # λ = 1: every row is the student's own, with as many loss tokens as the teacher-forced rows
+    data = lm_step.main(["--quick", "--on-policy", "--lmbda", "1", "--steps", "1", "--warmup", "0", "--threads", "1"])
+    on_policy, forced = data["contenders"]["on-policy"], data["contenders"]["teacher-forced"]
+    assert on_policy["loss_tokens_per_step"] == forced["loss_tokens_per_step"] == 2 * 4
+    assert on_policy["first_loss"] != forced["first_loss"]  # scored on the student's tokens, not the data's
