@@ -132,13 +132,29 @@ def load_causal_lm(directory: str, overrides: Mapping[str, Any], options: Mappin
         folder = _check_directory(directory)
     model_config = _apply_overrides(_read_config(directory), overrides, directory)
     try:
-        return transformers.AutoModelForCausalLM.from_pretrained(
+        model = transformers.AutoModelForCausalLM.from_pretrained(
             str(folder), config=model_config, local_files_only=True, **gguf_option(gguf), **options
         )
     except ImportError as error:
         raise DistillError(f"cannot load {directory}: {first_line(error)}") from None
     except (OSError, ValueError, RuntimeError) as error:
         raise DistillError(f"cannot load the language model in {folder}: {first_line(error)}") from None
+    return _without_gguf_quantizer(model) if gguf is not None else model
+
+
+def _without_gguf_quantizer(model: nn.Module) -> nn.Module:
+    """A model read dequantised from a GGUF file, as the plain model it is.
+
+    transformers leaves its GGUF quantizer attached (``hf_quantizer``, ``config.quantization_config``)
+    even when every weight was unpacked into a plain float tensor; ``save_pretrained`` then refuses
+    the model ("quantized with gguf and is not serializable"), so a student started from a GGUF file
+    could not be exported. The quantizer is removed, as transformers' own ``dequantize`` does, unless
+    some layers kept their packed GGUF blocks (those are quantized for real).
+    """
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None and not getattr(quantizer, "packed_modules", None):
+        quantizer.remove_quantization_config(model)
+    return model
 
 
 def load_tokenizer(directory: str) -> Any:

@@ -79,3 +79,54 @@ def test_source_layers():
     assert source_layers([1, 3], 2) == [1, 3]
     with pytest.raises(DistillError, match="k >= 1"):
         source_layers(0, 2)
+
+
+def tiny_llama_gguf(path, vocab=64, width=16, ffn=32):
+    """A one-layer Llama written as a float32 GGUF file (llama.cpp's tensor names); returns its token embedding."""
+    gguf = pytest.importorskip("gguf", reason="pip install gguf to write GGUF files")
+    generator = torch.Generator().manual_seed(0)
+
+    def tensor(*shape):
+        return (torch.randn(*shape, generator=generator) * 0.1).numpy()
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(32)
+    writer.add_embedding_length(width)
+    writer.add_block_count(1)
+    writer.add_feed_forward_length(ffn)
+    writer.add_head_count(2)
+    writer.add_head_count_kv(2)
+    writer.add_layer_norm_rms_eps(1e-6)
+    writer.add_rope_dimension_count(width // 2)
+    writer.add_vocab_size(vocab)
+    embedding = tensor(vocab, width)
+    writer.add_tensor("token_embd.weight", embedding)
+    writer.add_tensor("output.weight", tensor(vocab, width))
+    writer.add_tensor("output_norm.weight", torch.ones(width).numpy())
+    for name, shape in [("attn_norm", (width,)), ("ffn_norm", (width,)), ("attn_q", (width, width)), ("attn_k", (width, width)),
+                        ("attn_v", (width, width)), ("attn_output", (width, width)), ("ffn_gate", (ffn, width)),
+                        ("ffn_up", (ffn, width)), ("ffn_down", (width, ffn))]:
+        writer.add_tensor(f"blk.0.{name}.weight", tensor(*shape))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return torch.from_numpy(embedding)
+
+
+def test_a_model_read_from_a_gguf_file_is_a_plain_model_that_exports(tmp_path):
+    """transformers keeps its GGUF quantizer on a model it dequantised, and save_pretrained then refuses it
+    ("quantized with gguf and is not serializable"): a student started from a .gguf file could not be exported."""
+    from distill.lm.export import save_language_model
+
+    embedding = tiny_llama_gguf(tmp_path / "tiny.gguf")
+    model = build_model(FAMILY, 64, path=str(tmp_path / "tiny.gguf"))
+    assert type(model).__name__ == "LlamaForCausalLM" and model.training
+    assert torch.equal(model.model.embed_tokens.weight, embedding)  # the file's weights, in float32
+    assert getattr(model, "hf_quantizer", None) is None and not getattr(model, "is_quantized", False)
+    assert getattr(model.config, "quantization_config", None) is None
+    ids = torch.tensor([[5, 17, 40, 9, 3, 8]])
+    folder = save_language_model(model, None, tmp_path / "saved")
+    loaded = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=ids).logits, model.eval()(input_ids=ids).logits, rtol=0, atol=0)
