@@ -410,6 +410,10 @@ class DistillationModule(L.LightningModule):
         for term in self.loss_terms.values():
             term.on_epoch_start(self.current_epoch)
 
+    def teacher_cast_hash(self) -> dict[str, str]:
+        """For a run's summary: the teacher's hash as training ran it, when the precision cast it (else nothing)."""
+        return {"sha256_as_run": self.teacher_sha256_as_run} if self.teacher_sha256_as_run != self.teacher_sha256 else {}
+
     def on_fit_end(self) -> None:
         if teacher_weights_sha256(self.teacher) != self.teacher_sha256_as_run:
             raise RuntimeError(

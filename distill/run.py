@@ -50,6 +50,7 @@ from distill.data.contract import IndexableData
 from distill.errors import DistillError
 from distill.io import atomic_torch_save
 from distill.models import check_model_name, weights_sha256
+from distill.models.casting import on_float32_inputs
 from distill.module import DistillationModule
 from distill.report.run_report import distillation_report
 from distill.report.run_summary import run_summary, write_summary
@@ -143,9 +144,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         baseline = baseline_from_config(cfg, datamodule, run_dir)
         console.PHASES.enter_once("baseline", f"baseline {names['student']}: {baseline.source}")
         models["baseline"] = (names["student"], baseline.model)
+    models = {role: (name, on_float32_inputs(model)) for role, (name, model) in models.items()}
     log_dir = getattr(trainer.logger, "log_dir", None)  # None for loggers that keep no local folder
     loss_text = {name: repr(term) for name, term in module.loss_terms.items()}
-    # hashed when the module was built and again now: equal, or on_fit_end would have failed
+    # hashed when the module was built and again now: equal, or on_fit_end would have failed (unless the precision
+    # cast the teacher, bf16-true: then "after" equals the hash as it ran, which on_fit_end checked)
     hashes = {"teacher_sha256_before": module.teacher_sha256, "teacher_sha256_after": weights_sha256(teacher.model)}
     datamodule.setup("test")
     latency = latency_mode(cfg.get("report", {}).get("latency", "full"))
@@ -163,6 +166,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         {
             "name": names["teacher"], "source": teacher.source, "origin": teacher.origin,
             "sha256": hashes["teacher_sha256_before"], "sha256_after": hashes["teacher_sha256_after"],
+            **module.teacher_cast_hash(),
         },
         {
             "name": names["student"], "checkpoint": best or None, "best_val_accuracy": best_score(trainer),

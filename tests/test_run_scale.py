@@ -116,3 +116,19 @@ def test_bf16_mixed_precision_with_a_bf16_teacher_on_cpu(tmp_path):
     summary = json.loads((tmp_path / "bf16" / "summary.json").read_text())
     assert 0.0 <= summary["student"]["test_accuracy"] <= 1.0
     assert "precision=bf16-mixed" in (tmp_path / "bf16" / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_bf16_true_precision_trains_casts_both_models_and_reports(tmp_path):
+    """trainer.precision=bf16-true casts the whole module, the teacher too: the fit ends without a false 'teacher
+    changed', the report runs the bfloat16 models on the float32 data, and the summary keeps both hashes."""
+    from torchvision import models
+
+    torch.save(models.resnet18(num_classes=10).state_dict(), tmp_path / "teacher.pt")  # a float32 teacher
+    result = run_cli("student=mobilenet_v3_small", "trainer.precision=bf16-true", "+trainer.limit_test_batches=1",
+                     f"teacher.checkpoint={tmp_path / 'teacher.pt'}", run_dir=tmp_path / "bf16", cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "bf16" / "summary.json").read_text())
+    teacher = summary["teacher"]
+    assert teacher["sha256_as_run"] == teacher["sha256_after"] != teacher["sha256"]  # cast to bfloat16, then unchanged
+    assert 0.0 <= summary["student"]["test_accuracy"] <= 1.0
+    assert {t.dtype for t in student_weights(tmp_path / "bf16").values() if t.is_floating_point()} == {torch.bfloat16}

@@ -27,3 +27,12 @@ class CastInputs(nn.Module):
 
     def _cast(self, value: Any) -> Any:
         return value.to(self.dtype) if isinstance(value, Tensor) and value.is_floating_point() else value
+
+
+def on_float32_inputs(model: nn.Module) -> nn.Module:
+    """``model`` as the report calls it, on the data's float32 inputs: wrapped in :class:`CastInputs` when its weights
+    are in half precision (a run under ``trainer.precision=bf16-true`` or ``16-true`` casts both models), else itself."""
+    if isinstance(model, CastInputs):
+        return model
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    return model if dtype in (None, torch.float32, torch.float64) else CastInputs(model, dtype)
