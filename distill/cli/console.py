@@ -36,6 +36,9 @@ def quiet_libraries(verbose: bool) -> None:
     # torch's C++-extension module warns "No CUDA runtime is found, using CUDA_HOME=..." when a CUDA
     # toolkit is installed on a machine without a GPU (it is imported by the report's export check)
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    # DeepSpeed (imported by transformers' save and load when it is installed) prints through its own handler and sets
+    # its logger's level on import, so a filter on that logger keeps its chatter off the console
+    logging.getLogger("DeepSpeed").addFilter(_not_deepspeed_chatter)
     # transformers reads these when imported; an already imported one is told directly
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -50,6 +53,11 @@ def quiet_libraries(verbose: bool) -> None:
         if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
             handler.setFormatter(logging.Formatter("%(message)s"))
             handler.addFilter(_not_said_by_phase_line)
+
+
+def _not_deepspeed_chatter(record: logging.LogRecord) -> bool:
+    """False for DeepSpeed's INFO lines and its notice that it found no GPU (it runs on the CPU accelerator then)."""
+    return record.levelno >= logging.WARNING and not str(record.msg).startswith("Setting accelerator to CPU")
 
 
 def _not_said_by_phase_line(record: logging.LogRecord) -> bool:

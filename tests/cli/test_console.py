@@ -179,6 +179,25 @@ def test_only_the_own_module_warning_is_silenced(restored_logging):
     assert [str(w.message) for w in caught] == ["The dataloader does not have many workers"]
 
 
+def test_quiet_keeps_deepspeeds_chatter_and_its_no_gpu_notice_off_the_console(restored_logging):
+    import io
+
+    deepspeed_logger = logging.getLogger("DeepSpeed")  # as DeepSpeed makes it: its own handler, level set on import
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    deepspeed_logger.addHandler(handler)
+    try:
+        console.quiet_libraries(verbose=False)
+        deepspeed_logger.setLevel(logging.INFO)
+        deepspeed_logger.info("DeepSpeedEngine configuration: ...")
+        deepspeed_logger.warning("Setting accelerator to CPU. If you have GPU or other accelerator, we were unable to detect it.")
+        deepspeed_logger.warning("a real warning")
+    finally:
+        deepspeed_logger.removeHandler(handler)
+        deepspeed_logger.removeFilter(console._not_deepspeed_chatter)
+    assert stream.getvalue() == "a real warning\n"
+
+
 def test_pointers_name_the_report_the_figures_and_the_weights():
     summary = {"report": {"markdown": "/r/report.md", "reliability": "/r/reliability.png"}, "student": {"weights": "/r/student.pt"}}
     assert console.pointers(summary) == "report: /r/report.md\nfigures: /r/reliability.png\nstudent weights: /r/student.pt"
