@@ -17,14 +17,13 @@ from lightning.pytorch.strategies import FSDPStrategy
 from torch.distributed.fsdp import FullyShardedDataParallel
 from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 from torch.utils.data import DataLoader
-from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
+import sharded_pair as pair  # beside this script (its folder is on the path)
 from distill import DistillationModule
 from distill.losses import TokenKL
 from distill.models.fingerprint import weights_sha256
 
-VOCAB, LENGTH = 64, 12
 
 
 class CPUFSDPStrategy(FSDPStrategy):
@@ -43,62 +42,33 @@ class CPUFSDPStrategy(FSDPStrategy):
                                         sharding_strategy=self.sharding_strategy, device_id=self.root_device, **self.kwargs)
 
 
-def gpt2(layers: int, width: int, seed: int) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    return GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_layer=layers, n_embd=width, n_head=2, n_positions=LENGTH,
-                                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+class Seen(pair.FirstStepProbe):
+    """What FSDP shows: the teacher its own FSDP root of units, each rank holding half of it and of the student."""
 
-
-def batches() -> list[dict[str, torch.Tensor]]:
-    generator = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, VOCAB, (16, LENGTH), generator=generator)
-    return [{"input_ids": row, "attention_mask": torch.ones_like(row), "labels": row} for row in ids]
-
-
-class Seen(L.Callback):
-    """Records, on each rank, the teacher's and the optimizer's state during training."""
-
-    def __init__(self, reference: torch.nn.Module, probe: torch.Tensor) -> None:
-        self.reference, self.probe, self.seen = reference, probe, {}
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if batch_idx:
-            return
-        teacher = pl_module.teacher
-        with torch.no_grad():
-            sharded_logits = teacher(input_ids=self.probe).logits
-            expected = self.reference(input_ids=self.probe).logits
-        optimizer = trainer.optimizers[0]
-        optimized = [p for group in optimizer.param_groups for p in group["params"]]
-        teacher_ids = {id(p) for p in teacher.parameters()}
+    def record(self, trainer, pl_module, teacher, optimizer, optimized) -> None:
         self.seen.update(
             teacher_is_fsdp=isinstance(teacher, FullyShardedDataParallel),
             teacher_units=sum(isinstance(m, FullyShardedDataParallel) for m in teacher.modules()),
             teacher_local_numel=sum(p._local_shard.numel() for m in teacher.modules()
                                     if isinstance(m, FullyShardedDataParallel) for p in m.params),
-            teacher_full_numel=sum(p.numel() for p in self.reference.parameters()),
-            teacher_requires_grad=any(p.requires_grad for p in teacher.parameters()),
-            teacher_grads=[n for n, p in teacher.named_parameters() if p.grad is not None],
-            max_logit_difference=float((sharded_logits - expected).abs().max()),
-            optimizer_tensors_from_teacher=sum(id(p) in teacher_ids for p in optimized),
             optimizer_state_tensors=sum(torch.is_tensor(v) for s in optimizer.state.values() for v in s.values()),
             optimizer_numel=sum(p.numel() for p in optimized),
-            student_full_numel=sum(p.numel() for p in gpt2(1, 16, seed=2).parameters()),
+            student_full_numel=sum(p.numel() for p in pair.student().parameters()),
         )
 
 
 def main(out_dir: Path) -> None:
-    teacher, student = gpt2(2, 32, seed=0), gpt2(1, 16, seed=2)
+    teacher, student = pair.teacher(), pair.student()
     reference = copy.deepcopy(teacher).eval()
     sha_before = weights_sha256(teacher)
     module = DistillationModule(student, teacher, {"kd": TokenKL(temperature=2.0)},
                                 optimizer=lambda params: torch.optim.AdamW(params, lr=1e-2))
-    seen = Seen(reference, batches()[0]["input_ids"][None])
+    seen = Seen(reference, pair.batches()[0]["input_ids"][None])
     strategy = CPUFSDPStrategy(auto_wrap_policy=ModuleWrapPolicy({GPT2Block}), state_dict_type="full")
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy=strategy, max_steps=3, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         default_root_dir=str(out_dir), callbacks=[seen], limit_val_batches=0)
-    trainer.fit(module, train_dataloaders=DataLoader(batches(), batch_size=4))
+    trainer.fit(module, train_dataloaders=DataLoader(pair.batches(), batch_size=4))
     checkpoint = out_dir / "last.ckpt"
     trainer.save_checkpoint(checkpoint)  # a collective under FSDP: every rank calls it, rank 0 writes
     trainer.strategy.barrier()
@@ -107,13 +77,9 @@ def main(out_dir: Path) -> None:
                      steps=trainer.global_step)
     if rank == 0:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        seen.seen.update(checkpoint_keys=sorted(state["state_dict"]), student_keys=sorted(student_keys()),
+        seen.seen.update(checkpoint_keys=sorted(state["state_dict"]), student_keys=sorted(pair.student_keys()),
                          checkpoint_distill=sorted(state.get("distill", {})))
     (out_dir / f"rank{rank}.json").write_text(json.dumps(seen.seen))
-
-
-def student_keys() -> list[str]:
-    return ["student." + k for k in gpt2(1, 16, seed=2).state_dict()]
 
 
 if __name__ == "__main__":
