@@ -26,7 +26,7 @@ from distill.lightning_warnings import ignore_lightning_noise
 from distill.lm.on_policy import OnPolicy
 from distill.lm.predictions import is_token_output, next_token_predictions
 from distill.losses.base import LossTerm, StepOutputs
-from distill.models.fingerprint import weights_sha256
+from distill.models.fingerprint import dtypes_of, weights_sha256
 from distill.models.gradient_checkpointing import disable_gradient_checkpointing
 from distill.checks.non_finite import NonFiniteLossGuard
 from distill.partial_labels import outputs_for_term
@@ -36,7 +36,7 @@ from distill.rng import rng_states, set_rng_states
 from distill.teachers.ensemble import TeacherEnsemble
 from distill.teachers.live_teacher import LiveTeacher, TeacherOnBatch
 from distill.teachers.output_cache import TeacherOutputCache
-from distill.teachers.sharded import dtypes_of, is_deepspeed_engine, shard_for_forward, teacher_weights_sha256
+from distill.teachers.sharded import is_deepspeed_engine, shard_for_forward, teacher_weights_sha256
 
 ignore_lightning_noise()  # the Python API is as quiet as the commands (distill.lightning_warnings)
 

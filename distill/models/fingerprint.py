@@ -20,6 +20,11 @@ def weights_sha256(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def dtypes_of(model: nn.Module) -> tuple[str, ...]:
+    """The dtypes of the model's parameters and buffers, in order: a cast by the Trainer's precision changes them."""
+    return tuple(str(t.dtype) for t in (*model.parameters(), *model.buffers()))
+
+
 def count_parameters(model: nn.Module) -> int:
     """The model's parameters; for a teacher that owns none but runs on another model's (the LoRA student's base,
     :class:`~distill.teachers.adapters_disabled.AdaptersDisabled`), those it runs on."""

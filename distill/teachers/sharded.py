@@ -117,8 +117,3 @@ def teacher_weights_sha256(teacher: nn.Module) -> str:
 
     with deepspeed.zero.GatheredParameters(list(teacher.module.parameters()), modifier_rank=None):
         return weights_sha256(teacher.module)
-
-
-def dtypes_of(teacher: nn.Module) -> tuple[str, ...]:
-    """The dtypes of the teacher's parameters and buffers, in order: a cast by the Trainer's precision changes them."""
-    return tuple(str(t.dtype) for t in (*teacher.parameters(), *teacher.buffers()))

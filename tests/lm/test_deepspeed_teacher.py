@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from distill.teachers.sharded import _deepspeed_precision, dtypes_of, is_deepspeed_engine, teacher_weights_sha256
+from distill.models.fingerprint import dtypes_of
+from distill.teachers.sharded import _deepspeed_precision, is_deepspeed_engine, teacher_weights_sha256
 
 RUN = Path(__file__).with_name("deepspeed_teacher_run.py")
 
