@@ -12,6 +12,7 @@ from typing import Any
 from distill.errors import DistillError
 from distill.io import atomic_write_text
 from distill.report.sanity import kd_gain_line, kd_gains
+from distill.report.speed import SPEED_RESOLUTION
 
 #: the columns of a row, in table order: key, header, format
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -131,7 +132,10 @@ def _verdict(row: Mapping[str, Any], teacher: Mapping[str, Any]) -> str:
         ratio = row[f"speedup_b{batch}"]
         if ratio is not None and row.get(f"speedup_b{batch}_within_noise"):
             spread = f"{row[f'speedup_b{batch}_low']:.2f}–{row[f'speedup_b{batch}_high']:.2f}×"
-            speed.append(f"not measurably faster or slower at batch {batch} ({ratio:.2f}×, within the timing noise {spread})")
+            speed.append(
+                f"not measurably faster or slower at batch {batch} ({ratio:.2f}×, within the timing noise: "
+                f"rounds {spread}, and under {SPEED_RESOLUTION:.0%} is not told apart)"
+            )
         elif ratio is not None:
             speed.append(f"{_times(ratio, '{r}× faster', '{r}× slower', 'about as fast')} at batch {batch}")
     text = f"the {row['role']} ({row['name']}) {kept}"

@@ -125,5 +125,8 @@ def test_a_speed_up_within_the_timing_noise_is_said_so():
                "speedup_b1_low": 0.7, "speedup_b1_high": 2.1, "speedup_b1_within_noise": True}
     report = build_report([TEACHER, student])
     markdown = report_markdown(report)
-    assert "not measurably faster or slower at batch 1 (1.50×, within the timing noise 0.70–2.10×)" in markdown
+    assert (
+        "not measurably faster or slower at batch 1 (1.50×, within the timing noise: rounds 0.70–2.10×, "
+        "and under 10% is not told apart)"
+    ) in markdown
     assert "| ~1.50× |" in markdown and "1.5× faster" not in markdown
