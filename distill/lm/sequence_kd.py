@@ -5,12 +5,12 @@ The teacher completes every training prompt **once** (greedy or sampled, see
 prompt + the teacher's completion, with loss on the completion's tokens only
 (token cross-entropy on them is Kim & Rush's objective; a token divergence to
 the live teacher on the same tokens can be added). The completions are stored
-on disk with their prompts in ``<cache_dir>/sequence_kd/<key>.pt``, the key a
+on disk with their prompts (token ids, pair by pair) in ``<cache_dir>/sequence_kd/<key>.pt``, the key a
 hash of everything that determines them: the teacher's weights, the tokenizer,
 the prompts, the block size, the generation settings, the seed and the batch
 size. A different teacher, prompt set or setting is another file (generated
-anew); a file whose stored description does not match its key is a one-line
-error. Nothing is regenerated per step or per epoch.
+anew); a file whose stored description or prompts do not match this run's is a
+one-line error. Nothing is regenerated per step or per epoch.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from distill.models.fingerprint import weights_sha256
 log = logging.getLogger("distill")
 
 Example = tuple[list[int], list[int]]  # (input_ids, labels), as distill.data.lm_examples
-FORMAT = 1
+FORMAT = 2  # 2: the prompts are stored beside their completions
 
 
 class SequenceKD:
@@ -78,12 +78,12 @@ class SequenceKD:
         path.parent.mkdir(parents=True, exist_ok=True)
         with cache_lock(path, "the teacher's sequence-KD completions"):
             if path.is_file():
-                completions = _read(path, manifest)
+                completions = _read(path, manifest, prompts)
                 log.info("Sequence-level KD: %d teacher completions read from %s", len(completions), path)
             else:
                 log.info("Sequence-level KD: the teacher completes %d training prompts, once (cached in %s)", len(prompts), path)
                 completions = self.generate(teacher, prompts, tokenizer, block_size)
-                atomic_torch_save({"manifest": manifest, "completions": completions}, path)
+                atomic_torch_save({"manifest": manifest, "prompts": [list(p) for p in prompts], "completions": completions}, path)
                 log.info("Sequence-level KD: %d teacher completions generated and cached in %s", len(completions), path)
         made = [(p + c, [IGNORE_INDEX] * len(p) + c) for p, c in zip(prompts, completions) if c]
         if not made:
@@ -140,16 +140,21 @@ def _prompt(ids: list[int], labels: list[int], prompt_length: int | None) -> lis
     return prompts_of(torch.tensor([ids]), None, torch.tensor([labels]), prompt_length)[0]
 
 
-def _read(path: Path, manifest: Mapping[str, Any]) -> list[list[int]]:
+def _read(path: Path, manifest: Mapping[str, Any], prompts: Sequence[Sequence[int]]) -> list[list[int]]:
     try:
         stored = torch.load(path, weights_only=True)
-        stored_manifest, completions = stored["manifest"], stored["completions"]
+        stored_manifest, stored_prompts, completions = stored["manifest"], stored.get("prompts"), stored["completions"]
     except Exception as error:  # a truncated or foreign file
         raise DistillError(f"cannot read the sequence-KD cache {path} ({type(error).__name__}); delete it to generate again") from None
     if stored_manifest != dict(manifest) or len(completions) != manifest["prompts"]:
         differ = sorted(k for k in set(manifest) | set(stored_manifest) if manifest.get(k) != stored_manifest.get(k))
         raise DistillError(
             f"the sequence-KD cache {path} was written for another {', '.join(differ) or 'prompt count'} than this run's; "
+            "delete it to generate again"
+        )
+    if stored_prompts is None or [list(map(int, p)) for p in stored_prompts] != [list(p) for p in prompts]:
+        raise DistillError(
+            f"the sequence-KD cache {path} holds other prompts than this run's (or none, written by an older distill); "
             "delete it to generate again"
         )
     return [list(map(int, c)) for c in completions]

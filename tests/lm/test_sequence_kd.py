@@ -62,6 +62,11 @@ def test_the_teacher_completes_each_prompt_once_over_several_epochs(pairs_file, 
     # a second run with the same teacher, prompts and settings reads the cache: no generation at all
     again = data(pairs_file)
     seq_kd().apply(again, teacher, tmp_path / "cache")
+    # the file holds each prompt beside its completion: together they are what the student trains on
+    (path,) = (tmp_path / "cache" / "sequence_kd").glob("*.pt")
+    stored = torch.load(path, weights_only=True)
+    pairs = [(p + c, [-100] * len(p) + c) for p, c in zip(stored["prompts"], stored["completions"]) if c]
+    assert pairs == datamodule.datasets["train"].examples and len(stored["prompts"]) == prompts
     assert sum(calls) == prompts and again.datasets["train"].examples == datamodule.datasets["train"].examples
 
 
@@ -105,6 +110,13 @@ def test_a_cache_file_that_does_not_match_its_key_is_a_one_line_error(pairs_file
     stored["manifest"]["teacher_sha256"] = "0" * 64
     torch.save(stored, path)
     with pytest.raises(DistillError, match=r"was written for another teacher_sha256 than this run's; delete it") as error:
+        seq_kd().examples(teacher, examples, tokenizer, 16, tmp_path)
+    assert "\n" not in str(error.value)
+    path.write_bytes(b"not a torch file")
+    stored["manifest"]["teacher_sha256"] = SequenceKD().manifest(teacher, tokenizer, stored["prompts"], 16)["teacher_sha256"]
+    stored["prompts"][0] = stored["prompts"][0][:-1]  # the manifest right, a prompt not: still refused
+    torch.save(stored, path)
+    with pytest.raises(DistillError, match=r"holds other prompts than this run's .* delete it") as error:
         seq_kd().examples(teacher, examples, tokenizer, 16, tmp_path)
     assert "\n" not in str(error.value)
     path.write_bytes(b"not a torch file")
