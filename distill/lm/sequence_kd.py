@@ -143,7 +143,7 @@ def _prompt(ids: list[int], labels: list[int], prompt_length: int | None) -> lis
 def _read(path: Path, manifest: Mapping[str, Any], prompts: Sequence[Sequence[int]]) -> list[list[int]]:
     try:
         stored = torch.load(path, weights_only=True)
-        stored_manifest, stored_prompts, completions = stored["manifest"], stored.get("prompts"), stored["completions"]
+        stored_manifest, stored_prompts, completions = stored["manifest"], stored["prompts"], stored["completions"]
     except Exception as error:  # a truncated or foreign file
         raise DistillError(f"cannot read the sequence-KD cache {path} ({type(error).__name__}); delete it to generate again") from None
     if stored_manifest != dict(manifest) or len(completions) != manifest["prompts"]:
@@ -152,11 +152,8 @@ def _read(path: Path, manifest: Mapping[str, Any], prompts: Sequence[Sequence[in
             f"the sequence-KD cache {path} was written for another {', '.join(differ) or 'prompt count'} than this run's; "
             "delete it to generate again"
         )
-    if stored_prompts is None or [list(map(int, p)) for p in stored_prompts] != [list(p) for p in prompts]:
-        raise DistillError(
-            f"the sequence-KD cache {path} holds other prompts than this run's (or none, written by an older distill); "
-            "delete it to generate again"
-        )
+    if [list(map(int, p)) for p in stored_prompts] != [list(p) for p in prompts]:  # the manifest has only their hash
+        raise DistillError(f"the sequence-KD cache {path} holds other prompts than this run's; delete it to generate again")
     return [list(map(int, c)) for c in completions]
 
 
